@@ -1,0 +1,29 @@
+# The two commands of the README: `make demo` and `make test`. Each builds .venv once from
+# the pinned constraints (again only when setup.py or the pins change).
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+STAMP := $(VENV)/.installed
+NPROC ?= 2
+
+.PHONY: demo test lint clean
+
+$(STAMP): setup.py requirements/constraints.txt
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required, found " + sys.version.split()[0]'
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet -c requirements/constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+# RESUME=1 continues the last demo from its newest complete checkpoint.
+demo: $(STAMP)
+	$(VENV)/bin/launch configs/demo.yaml --nproc $(NPROC) $(if $(RESUME),--resume,--fresh)
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/python -m pytest tests
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf $(VENV) runs *.egg-info

@@ -1,0 +1,1 @@
+"""The face tasks: models, losses with online mining, verification evaluation."""

@@ -1,0 +1,1 @@
+"""Running a job, whatever the task: config, processes, DeepSpeed engine, loop, checkpoints."""

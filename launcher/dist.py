@@ -1,0 +1,61 @@
+"""Process-group set-up: one code path for CPU (gloo) and GPU (NCCL).
+
+Called only from a process entry point, never at import.  The result is a ``DistInfo``
+passed explicitly to whatever needs ranks or the device.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import socket
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as torch_dist
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (for single-process runs)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def init_distributed(timeout_minutes: float = 30.0) -> DistInfo:
+    """Join the process group described by torchrun's environment (or make a group of one).
+
+    The backend follows the device: NCCL when CUDA is present, gloo otherwise.
+    """
+    import deepspeed  # deferred: importing it probes accelerators
+
+    if "RANK" not in os.environ:  # plain `python -m launcher.train`: a world of one
+        os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1")
+        os.environ.setdefault("MASTER_PORT", str(free_port()))
+    rank = int(os.environ["RANK"])
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    world_size = int(os.environ["WORLD_SIZE"])
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local_rank)
+        device, backend = torch.device("cuda", local_rank), "nccl"
+    else:
+        device, backend = torch.device("cpu"), "gloo"
+    if not torch_dist.is_initialized():
+        deepspeed.init_distributed(
+            dist_backend=backend,
+            timeout=datetime.timedelta(minutes=timeout_minutes),
+            verbose=False,
+        )
+    return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank, device=device)

@@ -1,0 +1,147 @@
+"""The job config: one frozen dataclass per component, assembled into a ``JobConfig``.
+
+The ``task:`` section's schema depends on ``task.name``; ``load_job_config`` looks the
+task up in ``launcher.tasks.TASKS`` and checks that section against the task's own
+config class, so a misspelt task option fails exactly like a misspelt engine option.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from launcher.config import ConfigError, apply_override, build, read_yaml_mapping
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """Base of every task's config section."""
+
+    name: str
+    """Task name, a key of ``launcher.tasks.TASKS``."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How long to train and how often to report."""
+
+    steps: int
+    """Optimizer steps in the whole run (a resumed run stops at the same step)."""
+    seed: int = 0
+    """Seed for model initialisation and every random stream derived from it."""
+    log_every: int = 10
+    """Log loss and statistics every this many optimizer steps."""
+    eval_every: int = 0
+    """Evaluate every this many optimizer steps; 0 evaluates only at the end."""
+    eval_at_start: bool = False
+    """Also evaluate before the first step (a 'before training' row in the results)."""
+    max_nonfinite_in_a_row: int = 5
+    """Stop with an error after this many consecutive non-finite losses (each is skipped)."""
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise ValueError("train.steps must be at least 1")
+        if self.max_nonfinite_in_a_row < 1:
+            raise ValueError("train.max_nonfinite_in_a_row must be at least 1")
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    """The client optimizer handed to DeepSpeed (its own LAMB is CUDA-only)."""
+
+    name: Literal["adamw", "sgd", "lamb"] = "adamw"
+    lr: float = 1e-3
+    """Peak learning rate (reached after warm-up)."""
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    """Adam/LAMB moment coefficients."""
+    momentum: float = 0.9
+    """SGD momentum."""
+    eps: float = 1e-8
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """Learning-rate schedule as a function of the optimizer step."""
+
+    warmup_steps: int = 0
+    """Linear warm-up from 0 to the peak over this many steps."""
+    decay: Literal["constant", "cosine", "linear", "step"] = "cosine"
+    """Shape after warm-up; cosine and linear end at ``min_lr_ratio`` x peak at train.steps."""
+    min_lr_ratio: float = 0.0
+    milestones: tuple[int, ...] = ()
+    """Steps at which ``decay: step`` multiplies the rate by ``gamma``."""
+    gamma: float = 0.1
+
+
+@dataclass(frozen=True)
+class DeepSpeedConfig:
+    """The subset of DeepSpeed's JSON config this framework sets, always explicitly."""
+
+    zero_stage: Literal[0, 1, 2, 3] = 0
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    """fp16 needs CUDA; bf16 runs on recent GPUs and on CPU."""
+    gradient_clipping: float = 1.0
+    """Global grad-norm clip; 0 disables. Set explicitly: DeepSpeed's default changed in 0.19.3."""
+    gradient_accumulation_steps: int = 1
+    wall_clock_breakdown: bool = False
+
+    def __post_init__(self) -> None:
+        if self.gradient_accumulation_steps < 1:
+            raise ValueError("deepspeed.gradient_accumulation_steps must be at least 1")
+        if self.gradient_clipping < 0:
+            raise ValueError("deepspeed.gradient_clipping must be >= 0")
+
+
+@dataclass(frozen=True)
+class CheckpointConfig:
+    """When checkpoints are written and how many are kept."""
+
+    every_steps: int = 0
+    """Save every this many optimizer steps; a final checkpoint is always written."""
+    keep_last: int = 3
+    """Keep the newest N complete checkpoints; 0 keeps all."""
+
+
+@dataclass(frozen=True)
+class JobConfigBase:
+    """Everything a run needs except the task section (added per task, see ``job_schema``)."""
+
+    run_dir: str
+    """Directory for checkpoints, the resolved config, results.json and plots."""
+    train: TrainConfig
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    deepspeed: DeepSpeedConfig = field(default_factory=DeepSpeedConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+
+
+@functools.cache
+def job_schema(task_config_class: type) -> type:
+    """The root schema for one task: ``JobConfigBase`` plus ``task: <that task's config>``."""
+    return dataclasses.make_dataclass(
+        "JobConfig",
+        [("task", task_config_class, field(kw_only=True))],
+        bases=(JobConfigBase,),
+        frozen=True,
+    )
+
+
+def load_job_config(path: str | Path, overrides: list[str] = ()):
+    """Load and validate a job config; raises ``ConfigError`` naming file and key."""
+    from launcher.tasks import task_config_class
+
+    raw = read_yaml_mapping(path)
+    for item in overrides:
+        if item.startswith("task.name="):
+            raw.setdefault("task", {})["name"] = item.partition("=")[2]
+    task_section = raw.get("task")
+    if not isinstance(task_section, dict) or "name" not in task_section:
+        raise ConfigError(f"{path}: task.name: required key is missing")
+    schema = job_schema(task_config_class(task_section["name"], source=str(path)))
+    for item in overrides:
+        apply_override(raw, item, schema, source=str(path))
+    return build(schema, raw, source=str(path))

@@ -1,0 +1,114 @@
+"""Worker entry point: one process of a job, as started by torchrun or the deepspeed launcher.
+
+    torchrun --nproc_per_node 2 -m launcher.train configs/demo.yaml [--set k=v] [--resume]
+
+Users normally start it through ``launch`` (``launcher.cli``), which validates the config
+before any process is spawned.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import random
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as torch_dist
+
+from launcher.checkpoint import Checkpointer, existing_checkpoint_error
+from launcher.config import ConfigError, dump_config
+from launcher.dist import DistInfo, init_distributed
+from launcher.engine import build_engine, compute_dtype
+from launcher.errors import JobError
+from launcher.logs import setup_logging
+from launcher.loop import LoopState, RunContext, StopSignal, run_training
+from launcher.results import format_table, load_evaluations
+from launcher.schema import load_job_config
+from launcher.tasks import task_class
+
+log = logging.getLogger("launcher")
+
+# DeepSpeed 0.19's ZeRO calls this deprecated torch API on every step; not ours to fix.
+warnings.filterwarnings("ignore", message=".*all_gather_into_tensor.* is deprecated", category=FutureWarning)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m launcher.train", description=__doc__)
+    parser.add_argument("config", help="job config YAML")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
+                        help="override a config value (repeatable)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from the newest complete checkpoint in run_dir, if any")
+    return parser.parse_args(argv)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def run(job, dist: DistInfo, resume: bool) -> bool:
+    """Build everything from the config and train; returns False if stopped by a signal."""
+    run_dir = Path(job.run_dir)
+    checkpointer = Checkpointer(run_dir / "checkpoints", job.checkpoint.keep_last, dist)
+    if not resume and (existing := existing_checkpoint_error(run_dir)):
+        raise existing
+    tag = checkpointer.newest_complete()
+    stop = StopSignal()
+    task = task_class(job.task.name)(job.task)
+    seed_everything(job.train.seed)  # the same initial model on every rank
+    engine = build_engine(task.build_model(), job, task.micro_batch_size, dist)
+    rank_state = checkpointer.load(engine, tag) if resume and tag else {}
+    if not rank_state:
+        seed_everything(job.train.seed + 1 + dist.rank)  # per-rank streams (dropout, augment)
+    ctx = RunContext(
+        job=job, task=task, engine=engine, checkpointer=checkpointer, dist=dist,
+        stream=task.train_batches(dist, rank_state.get("reader")),
+        run_dir=run_dir, compute_dtype=compute_dtype(job.deepspeed),
+    )
+    state = LoopState(step=engine.global_steps, nonfinite_skipped=rank_state.get("nonfinite_skipped", 0))
+    if rank_state:
+        state.last_checkpoint_step = state.step
+        ctx.evaluations = load_evaluations(run_dir / "results.json", state.step)
+        state.last_eval_step = max((e["step"] for e in ctx.evaluations), default=-1)
+    if dist.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        dump_config(job, run_dir / "config.yaml")
+        log.info("task %s, %d process(es) on %s, from step %d to %d", job.task.name,
+                 dist.world_size, dist.device.type, state.step, job.train.steps)
+    finished = run_training(ctx, state, stop)
+    if dist.is_main and finished:
+        print(f"\nresults ({run_dir / 'results.json'})\n{format_table(ctx.evaluations)}", flush=True)
+    return finished
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        job = load_job_config(args.config, args.set)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    dist = init_distributed()
+    setup_logging(dist.rank)
+    try:
+        run(job, dist, args.resume)
+        return 0
+    except JobError as exc:
+        log.error("%s", exc)
+        return 2
+    except Exception:
+        log.exception("rank %d failed", dist.rank)
+        return 1
+    finally:
+        if torch_dist.is_initialized():
+            torch_dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The medical and fine-grained attention tasks, on the same engine as the face tasks."""

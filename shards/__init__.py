@@ -1,0 +1,1 @@
+"""Datasets as WebDataset tar shards: building, verifying and streaming them."""
