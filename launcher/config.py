@@ -86,6 +86,11 @@ def build(cls: type[T], raw: Any, source: str, key_path: str = "") -> T:
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     for key in raw:
+        if not isinstance(key, str):
+            raise ConfigError(
+                f"{source}: {where}: key {key!r} is not a name (YAML reads unquoted "
+                "yes/no/on/off as booleans and digits as numbers: quote the key)"
+            )
         if key not in fields:
             _unknown_key(_join(key_path, str(key)), str(key), fields, source)
     values = {}
@@ -125,7 +130,8 @@ def _convert(tp: Any, value: Any, source: str, key_path: str) -> Any:
                 raise ConfigError(
                     f"{source}: {key_path}: expected {len(args)} items, got {len(value)}"
                 )
-            items = [_convert(a, v, source, f"{key_path}[{i}]") for i, (a, v) in enumerate(zip(args, value))]
+            pairs = enumerate(zip(args, value, strict=True))
+            items = [_convert(a, v, source, f"{key_path}[{i}]") for i, (a, v) in pairs]
         else:
             item_type = args[0] if args else Any
             items = [_convert(item_type, v, source, f"{key_path}[{i}]") for i, v in enumerate(value)]

@@ -80,11 +80,11 @@ def move_batch(batch: Any, device: torch.device, dtype: torch.dtype) -> Any:
     return batch
 
 
-def agree(loss: torch.Tensor, stop_requested: bool) -> tuple[bool, bool]:
-    """(any rank's loss is non-finite, any rank was asked to stop)."""
+def agree(loss: torch.Tensor, stop_requested: bool) -> tuple[int, bool]:
+    """(how many ranks have a non-finite loss, whether any rank was asked to stop)."""
     flags = torch.tensor([float(not torch.isfinite(loss).item()), float(stop_requested)])
-    torch_dist.all_reduce(flags, op=torch_dist.ReduceOp.MAX)
-    return bool(flags[0]), bool(flags[1])
+    torch_dist.all_reduce(flags)
+    return int(flags[0]), bool(flags[1])
 
 
 class StatsWindow:
@@ -150,11 +150,13 @@ def run_training(ctx: RunContext, state: LoopState, stop: StopSignal) -> bool:
     while state.step < train.steps:
         batch = move_batch(next(ctx.stream), ctx.dist.device, ctx.compute_dtype)
         loss, stats = ctx.task.step(engine, batch)
-        nonfinite, stop_now = agree(loss.detach().float(), stop.requested)
-        if nonfinite:
+        nonfinite_ranks, stop_now = agree(loss.detach().float(), stop.requested)
+        if nonfinite_ranks:
             state.nonfinite_skipped += 1
             in_a_row += 1
-            log.warning("non-finite loss at step %d skipped (%d in a row)", state.step, in_a_row)
+            if ctx.dist.is_main:
+                log.warning("non-finite loss on %d of %d ranks at step %d: skipped (%d in a row)",
+                            nonfinite_ranks, ctx.dist.world_size, state.step, in_a_row)
             if in_a_row >= train.max_nonfinite_in_a_row:
                 raise NonFiniteLossError(
                     f"{in_a_row} non-finite losses in a row at step {state.step}: lower "

@@ -31,7 +31,7 @@ def format_table(evaluations: list[dict[str, Any]]) -> str:
     header = ["step", *metrics]
     rows = [[str(e["step"]), *(_fmt(e["metrics"].get(m)) for m in metrics)] for e in evaluations]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = [" | ".join(c.rjust(w) for c, w in zip(r, widths)) for r in [header, *rows]]
+    lines = [" | ".join(c.rjust(w) for c, w in zip(r, widths, strict=False)) for r in [header, *rows]]
     lines.insert(1, "-+-".join("-" * w for w in widths))
     return "\n".join(lines)
 

@@ -7,8 +7,9 @@ registered in ``launcher.tasks.TASKS``, never a new loop.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator, Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import nn

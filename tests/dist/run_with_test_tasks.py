@@ -1,0 +1,10 @@
+"""torchrun entry point: the real worker, with the test tasks added to the task table."""
+
+import sys
+
+from launcher import tasks, train
+
+tasks.TASKS["nan_injecting"] = "tests.dist.nan_task:NanInjectingTask"
+
+if __name__ == "__main__":
+    sys.exit(train.main())

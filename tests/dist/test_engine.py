@@ -1,0 +1,95 @@
+"""Real 2-process DeepSpeed jobs on CPU (torchrun, gloo) through the `launch` CLI."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+
+import psutil
+import torch
+
+from tests.dist.jobs import (
+    checkpoint_dir,
+    final_parameters,
+    launch_command,
+    results,
+    run_job,
+    wait_for,
+    write_job,
+)
+
+
+def workers(agent_pid: int) -> list[psutil.Process]:
+    found = []
+    for child in psutil.Process(agent_pid).children(recursive=True):
+        try:
+            if "launcher.train" in " ".join(child.cmdline()):
+                found.append(child)
+        except psutil.Error:  # a short-lived helper process that already exited
+            pass
+    return found
+
+
+def assert_ok(proc: subprocess.CompletedProcess) -> None:
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+
+
+def test_two_processes_train_and_report(tmp_path, subprocess_env):
+    config = write_job(tmp_path, train={"steps": 60, "eval_every": 30})
+    proc = run_job(config, subprocess_env)
+    assert_ok(proc)
+    report = results(config)
+    assert report["world_size"] == 2 and report["steps"] == 60
+    steps = [e["step"] for e in report["evaluations"]]
+    assert steps == [0, 30, 60]
+    first, last = report["evaluations"][0]["metrics"], report["evaluations"][-1]["metrics"]
+    assert last["eval_loss"] < 0.6 * first["eval_loss"]
+    assert last["eval_accuracy"] > first["eval_accuracy"] + 0.3
+    assert "eval_accuracy" in proc.stdout  # the final table
+    newest = checkpoint_dir(config) / "step00000060"
+    assert {p.name for p in newest.glob("rank*.pt")} == {"rank00000.pt", "rank00001.pt"}
+    assert (newest / "config.yaml").is_file() and (newest / "complete.json").is_file()
+
+
+def test_sigkill_then_resume_ends_identical_to_uninterrupted(tmp_path, subprocess_env):
+    steps = 120
+    reference = write_job(tmp_path, "reference", train={"steps": steps})
+    assert_ok(run_job(reference, subprocess_env))
+
+    interrupted = write_job(tmp_path, "interrupted", train={"steps": steps})
+    job = subprocess.Popen(launch_command(interrupted), env=subprocess_env, start_new_session=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(lambda: (checkpoint_dir(interrupted) / "step00000020" / "complete.json").exists(),
+             timeout=180, what="the step-20 checkpoint")
+    os.killpg(job.pid, signal.SIGKILL)  # the agent and both workers, no chance to clean up
+    job.wait()
+    assert not (checkpoint_dir(interrupted) / f"step{steps:08d}").exists(), "killed too late"
+
+    resumed = run_job(interrupted, subprocess_env, "--resume")
+    assert_ok(resumed)
+    assert "resumed from" in resumed.stderr
+    expected, got = final_parameters(reference, steps), final_parameters(interrupted, steps)
+    assert expected.keys() == got.keys()
+    for name in expected:
+        assert torch.equal(expected[name], got[name]), name
+    assert results(interrupted)["evaluations"] == results(reference)["evaluations"]
+
+
+def test_sigterm_checkpoints_at_the_next_step_and_exits_zero(tmp_path, subprocess_env):
+    config = write_job(tmp_path, train={"steps": 400}, checkpoint={"every_steps": 0})
+    job = subprocess.Popen(launch_command(config), env=subprocess_env, start_new_session=True,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: len(workers(job.pid)) == 2 and (checkpoint_dir(config).parent / "results.json").exists(),
+             timeout=180, what="two workers past their first evaluation")
+    for worker in workers(job.pid):  # what SLURM does before pre-emption: signal every task
+        worker.send_signal(signal.SIGTERM)
+    stdout, stderr = job.communicate(timeout=120)
+    assert job.returncode == 0, stderr[-5000:]
+    assert "stop signal: checkpoint saved" in stderr
+    saved = sorted(p.name for p in checkpoint_dir(config).glob("step*"))
+    assert len(saved) == 1 and saved[0] != "step00000400"
+
+    stopped_at = int(saved[0].removeprefix("step"))
+    assert_ok(run_job(config, subprocess_env, "--resume", "--set", f"train.steps={stopped_at + 5}"))
+    assert (checkpoint_dir(config) / f"step{stopped_at + 5:08d}" / "complete.json").exists()
