@@ -14,12 +14,11 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.distributed as torch_dist
 import torch.nn.functional as F
 from torch import nn
 
 from facetrain.synthetic_faces import make_identity_set
-from launcher.dist import DistInfo
+from launcher.dist import DistInfo, all_reduce_sum
 from launcher.schema import TaskConfig
 
 
@@ -173,7 +172,7 @@ class IdentityClassificationTask:
             totals[0] += (logits.argmax(1) == labels).sum().item()
             totals[1] += F.cross_entropy(logits.float(), labels, reduction="sum").item()
             totals[2] += len(chunk)
-        torch_dist.all_reduce(totals)
+        totals = all_reduce_sum(totals, dist)
         return {
             "eval_accuracy": (totals[0] / totals[2]).item(),
             "eval_loss": (totals[1] / totals[2]).item(),

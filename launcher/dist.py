@@ -59,3 +59,10 @@ def init_distributed(timeout_minutes: float = 30.0) -> DistInfo:
             verbose=False,
         )
     return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank, device=device)
+
+
+def all_reduce_sum(values: torch.Tensor, dist: DistInfo) -> torch.Tensor:
+    """Sum a small host tensor over ranks; it travels on the group's device (NCCL needs CUDA)."""
+    reduced = values.to(dist.device)
+    torch_dist.all_reduce(reduced)
+    return reduced.cpu()

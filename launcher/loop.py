@@ -17,11 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as torch_dist
 from tqdm import tqdm
 
 from launcher.checkpoint import Checkpointer
-from launcher.dist import DistInfo
+from launcher.dist import DistInfo, all_reduce_sum
 from launcher.errors import JobError
 from launcher.results import format_table, write_results
 
@@ -80,10 +79,10 @@ def move_batch(batch: Any, device: torch.device, dtype: torch.dtype) -> Any:
     return batch
 
 
-def agree(loss: torch.Tensor, stop_requested: bool) -> tuple[int, bool]:
+def agree(loss: torch.Tensor, stop_requested: bool, dist: DistInfo) -> tuple[int, bool]:
     """(how many ranks have a non-finite loss, whether any rank was asked to stop)."""
     flags = torch.tensor([float(not torch.isfinite(loss).item()), float(stop_requested)])
-    torch_dist.all_reduce(flags)
+    flags = all_reduce_sum(flags, dist)
     return int(flags[0]), bool(flags[1])
 
 
@@ -100,10 +99,10 @@ class StatsWindow:
             self.sums[key] = self.sums.get(key, 0.0) + float(value)
         self.count += 1
 
-    def reduce(self, samples_per_step: int) -> dict[str, float]:
+    def reduce(self, samples_per_step: int, dist: DistInfo) -> dict[str, float]:
         keys = sorted(self.sums)
         totals = torch.tensor([self.sums[k] for k in keys] + [self.count], dtype=torch.float64)
-        torch_dist.all_reduce(totals)
+        totals = all_reduce_sum(totals, dist)
         means = {k: (totals[i] / totals[-1]).item() for i, k in enumerate(keys)}
         means["samples_per_second"] = samples_per_step * self.count / (time.monotonic() - self.started)
         self.__init__()
@@ -150,7 +149,7 @@ def run_training(ctx: RunContext, state: LoopState, stop: StopSignal) -> bool:
     while state.step < train.steps:
         batch = move_batch(next(ctx.stream), ctx.dist.device, ctx.compute_dtype)
         loss, stats = ctx.task.step(engine, batch)
-        nonfinite_ranks, stop_now = agree(loss.detach().float(), stop.requested)
+        nonfinite_ranks, stop_now = agree(loss.detach().float(), stop.requested, ctx.dist)
         if nonfinite_ranks:
             state.nonfinite_skipped += 1
             in_a_row += 1
@@ -172,7 +171,7 @@ def run_training(ctx: RunContext, state: LoopState, stop: StopSignal) -> bool:
         state.step = engine.global_steps
         bar.update(1)
         if state.step % train.log_every == 0:
-            means = window.reduce(samples_per_micro_step)
+            means = window.reduce(samples_per_micro_step, ctx.dist)
             bar.set_postfix(loss=f"{means['loss']:.4f}")
             if ctx.dist.is_main:
                 lr = engine.get_lr()[0]
