@@ -87,25 +87,35 @@ def agree(loss: torch.Tensor, stop_requested: bool, dist: DistInfo) -> tuple[int
 
 
 class StatsWindow:
-    """Running sums of the loss and task stats between two log lines, averaged over ranks."""
+    """Loss, task stats and time in training micro-steps between two log lines.
+
+    Throughput counts only time spent fetching, computing and stepping, so evaluation and
+    checkpoint pauses do not masquerade as slow training.
+    """
 
     def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
         self.sums: dict[str, float] = {}
         self.count = 0
-        self.started = time.monotonic()
+        self.seconds = 0.0
 
-    def add(self, loss: float, stats: dict[str, float]) -> None:
+    def add(self, loss: float, stats: dict[str, float], seconds: float) -> None:
         for key, value in {"loss": loss, **stats}.items():
             self.sums[key] = self.sums.get(key, 0.0) + float(value)
         self.count += 1
+        self.seconds += seconds
 
-    def reduce(self, samples_per_step: int, dist: DistInfo) -> dict[str, float]:
+    def reduce(self, micro_batch_size: int, dist: DistInfo) -> dict[str, float]:
+        """Means over the window and over ranks, plus samples/s of the whole job."""
         keys = sorted(self.sums)
-        totals = torch.tensor([self.sums[k] for k in keys] + [self.count], dtype=torch.float64)
-        totals = all_reduce_sum(totals, dist)
-        means = {k: (totals[i] / totals[-1]).item() for i, k in enumerate(keys)}
-        means["samples_per_second"] = samples_per_step * self.count / (time.monotonic() - self.started)
-        self.__init__()
+        local = [self.sums[k] for k in keys] + [self.count, self.seconds]
+        totals = all_reduce_sum(torch.tensor(local, dtype=torch.float64), dist).tolist()
+        *sums, count, seconds = totals
+        means = {k: total / count for k, total in zip(keys, sums, strict=True)}
+        means["samples_per_second"] = micro_batch_size * count / (seconds / dist.world_size)
+        self.reset()
         return means
 
 
@@ -140,13 +150,13 @@ def summary(ctx: RunContext, state: LoopState) -> dict[str, Any]:
 def run_training(ctx: RunContext, state: LoopState, stop: StopSignal) -> bool:
     """Train until ``train.steps``; returns False if a stop signal ended it early (saved)."""
     train, engine = ctx.job.train, ctx.engine
-    samples_per_micro_step = ctx.task.micro_batch_size * ctx.dist.world_size
     window, in_a_row = StatsWindow(), 0
     if train.eval_at_start and state.step == 0:
         evaluate(ctx, state)
     engine.train()
     bar = tqdm(total=train.steps, initial=state.step, disable=not ctx.dist.is_main, unit="step")
     while state.step < train.steps:
+        started = time.monotonic()
         batch = move_batch(next(ctx.stream), ctx.dist.device, ctx.compute_dtype)
         loss, stats = ctx.task.step(engine, batch)
         nonfinite_ranks, stop_now = agree(loss.detach().float(), stop.requested, ctx.dist)
@@ -165,13 +175,13 @@ def run_training(ctx: RunContext, state: LoopState, stop: StopSignal) -> bool:
         in_a_row = 0
         engine.backward(loss)
         engine.step()
-        window.add(loss.item(), stats)
+        window.add(loss.item(), stats, time.monotonic() - started)
         if engine.global_steps == state.step:  # inside a gradient-accumulation window
             continue
         state.step = engine.global_steps
         bar.update(1)
         if state.step % train.log_every == 0:
-            means = window.reduce(samples_per_micro_step, ctx.dist)
+            means = window.reduce(ctx.task.micro_batch_size, ctx.dist)
             bar.set_postfix(loss=f"{means['loss']:.4f}")
             if ctx.dist.is_main:
                 lr = engine.get_lr()[0]

@@ -42,10 +42,10 @@ class TrainConfig:
     """Stop with an error after this many consecutive non-finite losses (each is skipped)."""
 
     def __post_init__(self) -> None:
-        if self.steps < 1:
-            raise ValueError("train.steps must be at least 1")
-        if self.max_nonfinite_in_a_row < 1:
-            raise ValueError("train.max_nonfinite_in_a_row must be at least 1")
+        if min(self.steps, self.log_every, self.max_nonfinite_in_a_row) < 1:
+            raise ValueError("train.steps, log_every and max_nonfinite_in_a_row must be at least 1")
+        if self.eval_every < 0:
+            raise ValueError("train.eval_every must be >= 0 (0: only at the end)")
 
 
 @dataclass(frozen=True)
@@ -104,6 +104,10 @@ class CheckpointConfig:
     """Save every this many optimizer steps; a final checkpoint is always written."""
     keep_last: int = 3
     """Keep the newest N complete checkpoints; 0 keeps all."""
+
+    def __post_init__(self) -> None:
+        if self.every_steps < 0 or self.keep_last < 0:
+            raise ValueError("checkpoint.every_steps and keep_last must be >= 0")
 
 
 @dataclass(frozen=True)

@@ -98,7 +98,7 @@ def test_missing_required_key(tmp_path):
 
 def test_post_init_validation_is_reported_with_the_section(tmp_path):
     path = write(tmp_path, VALID.format(run_dir=tmp_path).replace("steps: 10", "steps: 0"))
-    with pytest.raises(ConfigError, match=r"train: train\.steps must be at least 1"):
+    with pytest.raises(ConfigError, match=r"train: train\.steps, log_every and max_nonfinite_in_a_row must"):
         load_job_config(path)
 
 
