@@ -1,0 +1,194 @@
+"""``shards build``: a dataset's published layout -> WebDataset tar shards + manifest.json.
+
+Resumable: the plan (which item goes into which shard) is a pure function of the input and
+the options, so a re-run writes the same shard names; shards whose recorded sha256 still
+matches are kept.  A killed build leaves ``*.partial`` files and no manifest.json, so
+nothing looks complete that is not.
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import hashlib
+import json
+import multiprocessing
+from collections import Counter
+from typing import Any
+
+from tqdm import tqdm
+
+from shards.formats import FORMATS
+from shards.items import ScanResult, Skip, SourceItem
+from shards.manifest import FORMAT_VERSION, MANIFEST
+from shards.options import BuildOptions, parse_split
+from shards.plan import ShardPlan, assign_splits, plan_shards, single_image_groups
+from shards.writer import sha256_of, work_dir, write_json_atomic, write_shard
+
+
+class BuildError(Exception):
+    """The build cannot proceed; the message says what to do."""
+
+
+def scan(options: BuildOptions) -> ScanResult:
+    if options.format not in FORMATS:
+        raise BuildError(f"unknown format {options.format!r}; known: {', '.join(sorted(FORMATS))}")
+    fmt = FORMATS[options.format]
+    if options.align != "none" and not fmt.faces:
+        raise BuildError(f"--align is for face formats; {options.format} is not one")
+    if not options.src.is_dir():
+        raise BuildError(f"{options.src}: source folder does not exist")
+    try:
+        result = fmt.scan(options.src, options)
+    except (OSError, ValueError, KeyError) as exc:
+        raise BuildError(f"{options.src}: cannot read as {options.format}: {exc}") from None
+    result.items, collisions = _unique_keys(result.items)
+    result.skipped += collisions
+    if options.limit is not None:
+        result.items = result.items[: options.limit]
+    if not result.items:
+        reasons = Counter(s.reason for s in result.skipped).most_common(3)
+        raise BuildError(f"{options.src}: no usable {options.format} samples found"
+                         + (f" (skipped: {reasons})" if reasons else ""))
+    return result
+
+
+def _unique_keys(items: list[SourceItem]) -> tuple[list[SourceItem], list[Skip]]:
+    """Sorted by key; a second file whose key collides with the first is skipped, not merged."""
+    seen: dict[str, SourceItem] = {}
+    collisions = []
+    for item in sorted(items, key=lambda i: (i.key, i.path)):
+        if item.key in seen:
+            reason = f"sample key {item.key!r} already used by {seen[item.key].path}"
+            collisions.append(Skip(item.path, reason))
+        else:
+            seen[item.key] = item
+    return list(seen.values()), collisions
+
+
+def label_table(items: list[SourceItem], order: tuple[str, ...] | None) -> dict[str, int]:
+    present = {i.label for i in items}
+    names = [n for n in order if n in present] if order else sorted(present)
+    return {name: index for index, name in enumerate(names)}
+
+
+def fingerprint(options: BuildOptions, plans: list[ShardPlan]) -> str:
+    content = {
+        "options": options.fingerprint_fields(),
+        "plan": [[p.name, [[i.key, i.path, i.size] for i in p.items]] for p in plans],
+    }
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+
+
+def prepare_output(options: BuildOptions, print_: str) -> None:
+    """Claim OUT for this plan; refuse an OUT that holds a different build."""
+    work = work_dir(options.out)
+    work.mkdir(parents=True, exist_ok=True)
+    marker = work / "fingerprint"
+    if marker.is_file() and marker.read_text() != print_:
+        raise BuildError(f"{options.out}: holds a build of other input or options; "
+                         "use a new output folder or delete this one")
+    marker.write_text(print_)
+    (options.out / MANIFEST).unlink(missing_ok=True)  # rewritten at the end
+    for leftover in options.out.glob("*.partial"):
+        leftover.unlink()
+
+
+def completed(plan: ShardPlan, options: BuildOptions) -> dict[str, Any] | None:
+    """The recorded result of a shard finished by an earlier run, if the file still matches."""
+    record, shard = work_dir(options.out) / f"{plan.name}.json", options.out / plan.name
+    if not (record.is_file() and shard.is_file()):
+        return None
+    result = json.loads(record.read_text())
+    if shard.stat().st_size != result["bytes"] or sha256_of(shard) != result["sha256"]:
+        return None
+    return result
+
+
+def build(options: BuildOptions, command: str) -> dict[str, Any]:
+    scanned = scan(options)
+    fmt = FORMATS[options.format]
+    try:
+        split_of = assign_splits(scanned.items, parse_split(options.split), options.seed)
+    except ValueError as exc:
+        raise BuildError(str(exc)) from None
+    plans = plan_shards(scanned.items, split_of, options.maxcount, options.maxsize)
+    label_ids = label_table(scanned.items, fmt.label_order)
+    build_print = fingerprint(options, plans)
+    prepare_output(options, build_print)
+
+    results, todo = [], []
+    for plan in plans:
+        done = completed(plan, options)
+        if done:
+            results.append(done)
+        else:
+            todo.append(plan)
+    writer = functools.partial(write_shard, options=options, label_ids=label_ids)
+    planned = {p.name: len(p.items) for p in todo}
+    with tqdm(total=sum(planned.values()), unit="img", desc="shards build") as bar:
+        for result in _run(writer, todo, options.workers):
+            results.append(result)
+            bar.update(planned[result["name"]])
+
+    flagged = list(scanned.flagged)
+    if fmt.faces:
+        flagged += [Skip(g, "identity has a single image: no positive pair") for g in
+                    single_image_groups(scanned.items)]
+    manifest = assemble_manifest(options, command, build_print, scanned, plans, results, label_ids,
+                                 flagged, reused=len(plans) - len(todo))
+    write_json_atomic(options.out / MANIFEST, manifest)
+    return manifest
+
+
+def _run(writer, plans: list[ShardPlan], workers: int):
+    if workers <= 1 or len(plans) <= 1:
+        yield from map(writer, plans)
+        return
+    # spawn, not fork: the parent may hold torch threads (MTCNN) that fork would break.
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        yield from pool.imap_unordered(writer, plans)
+
+
+def assemble_manifest(options, command, build_print, scanned, plans, results, label_ids, flagged,
+                      reused) -> dict[str, Any]:
+    by_name = {r["name"]: r for r in results}
+    ordered = [by_name[p.name] for p in plans]
+    label_counts = Counter()
+    for result in ordered:
+        label_counts.update(result["labels"])
+    groups_per_split: dict[str, set] = {}
+    for plan in plans:
+        groups_per_split.setdefault(plan.split, set()).update(i.group for i in plan.items)
+    splits = {
+        split: {
+            "shards": [r["name"] for r in ordered if r["split"] == split],
+            "samples": sum(r["count"] for r in ordered if r["split"] == split),
+            "groups": len(groups),
+        }
+        for split, groups in sorted(groups_per_split.items())
+    }
+    skipped = [vars(s) for s in scanned.skipped] + [s for r in ordered for s in r["skipped"]]
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "dataset_format": options.format,
+        "command": command,
+        "options": options.fingerprint_fields(),
+        "fingerprint": build_print,
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "shards": [{k: r[k] for k in ("name", "split", "count", "bytes", "sha256")} for r in ordered],
+        "labels": {name: {"id": i, "count": label_counts.get(name, 0)} for name, i in label_ids.items()},
+        "splits": splits,
+        "skipped": skipped,
+        "flagged": [vars(f) for f in flagged],
+        "shards_reused": reused,
+    }
+    if options.align != "none":
+        manifest["alignment"] = {
+            "template": options.template,
+            "aligned": sum(r["aligned"] for r in ordered),
+            "not_found_kept_centre_crop": sum(r["unaligned_kept"] for r in ordered),
+            "not_found_skipped": sum(s["reason"] == "no face found by MTCNN" for s in skipped),
+        }
+    return {**manifest, **scanned.extra}
+

@@ -1,0 +1,108 @@
+"""``shards``: build, verify and summarise WebDataset shards.
+
+    shards build FORMAT SRC OUT [options]
+    shards verify OUT [--sample N]
+    shards stats OUT
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from shards.align import TEMPLATES
+from shards.build import BuildError, build
+from shards.formats import FORMATS
+from shards.manifest import ManifestError
+from shards.options import BuildOptions
+from shards.verify import stats, verify
+
+
+def byte_size(text: str) -> int:
+    """'500MB', '1GB', '2e9' -> bytes."""
+    units = {"K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+    clean = text.strip().upper().removesuffix("B")
+    try:
+        if clean and clean[-1] in units:
+            return int(float(clean[:-1]) * units[clean[-1]])
+        return int(float(clean))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 500MB, 1GB)") from None
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="shards", description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = root.add_subparsers(dest="command", required=True)
+    b = commands.add_parser("build", help="build shards from a dataset's published layout")
+    b.add_argument("format", choices=sorted(FORMATS))
+    b.add_argument("src", type=Path)
+    b.add_argument("out", type=Path)
+    b.add_argument("--size", type=positive_int, help="resize: shorter side in pixels")
+    b.add_argument("--quality", type=positive_int, default=95, help="JPEG quality when re-encoding")
+    b.add_argument("--align", choices=["none", "mtcnn"], default="none")
+    b.add_argument("--template", choices=sorted(TEMPLATES), default="arcface112")
+    b.add_argument("--unaligned", choices=["keep", "skip"], default="keep",
+                   help="faces MTCNN misses: keep centre-cropped, or skip")
+    b.add_argument("--maxcount", type=positive_int, default=10_000, help="samples per shard")
+    b.add_argument("--maxsize", type=byte_size, default=10**9, help="source bytes per shard")
+    b.add_argument("--workers", type=positive_int, default=1, help="worker processes")
+    b.add_argument("--split", help="by group: train=0.9,val=0.1 (default: the official split)")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--limit", type=positive_int, help="only the first N samples (quick trials)")
+    b.add_argument("--attributes", type=Path, help="CSV of per-identity attributes (first column: id)")
+    v = commands.add_parser("verify", help="re-hash, re-count and decode every shard")
+    v.add_argument("out", type=Path)
+    v.add_argument("--sample", type=positive_int, help="decode only N random samples")
+    s = commands.add_parser("stats", help="summarise a shard folder")
+    s.add_argument("out", type=Path)
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        if args.command == "build":
+            return run_build(args, argv if argv is not None else sys.argv[1:])
+        if args.command == "verify":
+            problems = verify(args.out, args.sample)
+            for problem in problems:
+                print(f"FAIL {problem}")
+            print(f"{args.out}: {'OK' if not problems else f'{len(problems)} problem(s)'}")
+            return 1 if problems else 0
+        print(stats(args.out))
+        return 0
+    except (BuildError, ManifestError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def run_build(args: argparse.Namespace, argv: list[str]) -> int:
+    options = BuildOptions(
+        format=args.format, src=args.src, out=args.out, size=args.size, quality=args.quality,
+        align=args.align, template=args.template, unaligned=args.unaligned, maxcount=args.maxcount,
+        maxsize=args.maxsize, workers=args.workers, split=args.split, seed=args.seed,
+        limit=args.limit, attributes=args.attributes,
+    )
+    started = time.monotonic()
+    manifest = build(options, "shards " + " ".join(map(shlex.quote, argv)))
+    seconds = time.monotonic() - started
+    written = sum(s["count"] for s in manifest["shards"])
+    print(stats(args.out))
+    print(f"built in {seconds:.1f}s ({written / seconds:.1f} images/s); "
+          f"{manifest['shards_reused']} shard(s) kept from an earlier run")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

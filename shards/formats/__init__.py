@@ -1,0 +1,28 @@
+"""The formats ``shards build`` reads: one explicit table, name -> scanner and loader."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from shards.formats import faces
+from shards.render import render_image
+
+
+@dataclass(frozen=True)
+class Format:
+    scan: Callable
+    """scan(src, options) -> ScanResult"""
+    render: Callable = render_image
+    """render(item, options, aligner) -> (fields, json additions)"""
+    faces: bool = False
+    """Face data: MTCNN alignment allowed, single-image identities flagged."""
+    label_order: tuple[str, ...] | None = None
+    """Official label order (ids follow it); None sorts label names."""
+
+
+FORMATS: dict[str, Format] = {
+    "casia-webface": Format(faces.scan_casia, faces=True),
+    "vggface2": Format(faces.scan_vggface2, faces=True),
+    "imagefolder": Format(faces.scan_imagefolder, faces=True),
+}

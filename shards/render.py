@@ -1,0 +1,56 @@
+"""Turning one source image into the bytes of a sample: crop, align or resize, encode."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from shards.align import FaceAligner
+from shards.imaging import (
+    SampleError,
+    centre_square,
+    crop_box,
+    decode,
+    encode,
+    lossless_extension,
+    resize_shorter,
+)
+from shards.items import SourceItem
+from shards.options import BuildOptions
+
+Fields = dict[str, bytes]
+
+
+def read_source(item: SourceItem) -> bytes:
+    try:
+        return Path(item.path).read_bytes()
+    except OSError as exc:
+        raise SampleError(f"cannot read file: {exc.strerror}") from None
+
+
+def render_image(item: SourceItem, options: BuildOptions,
+                 aligner: FaceAligner | None) -> tuple[Fields, dict[str, Any]]:
+    """The image field and json additions for one item. Raises SampleError with the reason."""
+    data = read_source(item)
+    image = decode(data)
+    extension = lossless_extension(Path(item.path).suffix)
+    meta: dict[str, Any] = {"source_size": list(image.size)}
+    changed = False
+    if "face_box" in item.meta:  # VGGFace2: crop to the loose box before anything else
+        image, changed = crop_box(image, item.meta["face_box"]), True
+    if aligner is not None:
+        aligned = aligner.align(image)
+        if aligned is not None:
+            image, landmarks = aligned
+            meta.update(aligned=True, landmarks=landmarks.round(2).tolist())
+        elif options.unaligned == "skip":
+            raise SampleError("no face found by MTCNN")
+        else:
+            image = centre_square(image, aligner.size)
+            meta["aligned"] = False
+        changed = True
+    elif options.size and min(image.size) != options.size:
+        image, changed = resize_shorter(image, options.size), True
+    if not changed and Path(item.path).suffix.lower() in (".jpg", ".jpeg", ".png"):
+        return {extension: data}, meta  # the original bytes, bit for bit
+    return {extension: encode(image, extension, options.quality)}, meta

@@ -1,0 +1,85 @@
+"""Writing one planned shard: render every item, write the tar under a temporary name, hash
+it, rename it into place, then record the result.  Runs in worker processes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import webdataset as wds
+
+from shards.formats import FORMATS
+from shards.imaging import SampleError
+from shards.options import BuildOptions
+from shards.plan import ShardPlan
+
+# A fixed member mtime: the same input and options give byte-identical shards.
+TAR_MTIME = 946684800  # 2000-01-01
+
+_aligner = None
+
+
+def _get_aligner(options: BuildOptions):
+    """One MTCNN per worker process, created on first use."""
+    global _aligner
+    if options.align == "mtcnn" and _aligner is None:
+        import torch
+
+        from shards.align import FaceAligner
+
+        torch.set_num_threads(1)  # one process per core; MTCNN's own threads would oversubscribe
+        _aligner = FaceAligner(options.template)
+    return _aligner
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_json_atomic(path: Path, value: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(value, indent=1))
+    os.replace(tmp, path)
+
+
+def write_shard(plan: ShardPlan, options: BuildOptions, label_ids: dict[str, int]) -> dict[str, Any]:
+    fmt = FORMATS[options.format]
+    aligner = _get_aligner(options)
+    final = options.out / plan.name
+    partial = final.with_name(final.name + ".partial")
+    skipped, labels, aligned = [], Counter(), Counter()
+    with open(partial, "wb") as stream, wds.TarWriter(stream, encoder=False, mtime=TAR_MTIME) as tar:
+        for item in plan.items:
+            try:
+                fields, meta = fmt.render(item, options, aligner)
+            except SampleError as exc:
+                skipped.append({"path": item.path, "reason": str(exc)})
+                continue
+            record = {"key": item.key, "label": item.label, "group": item.group, "split": plan.split,
+                      **item.meta, **meta}
+            tar.write({"__key__": item.key, **fields, "cls": str(label_ids[item.label]).encode(),
+                       "json": json.dumps(record).encode()})
+            labels[item.label] += 1
+            if "aligned" in meta:
+                aligned[meta["aligned"]] += 1
+    os.replace(partial, final)
+    result = {
+        "name": plan.name, "split": plan.split, "count": sum(labels.values()),
+        "bytes": final.stat().st_size, "sha256": sha256_of(final),
+        "labels": dict(labels), "skipped": skipped,
+        "aligned": aligned[True], "unaligned_kept": aligned[False],
+    }
+    write_json_atomic(work_dir(options.out) / f"{plan.name}.json", result)
+    return result
+
+
+def work_dir(out: Path) -> Path:
+    return out / ".build"
