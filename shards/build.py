@@ -19,6 +19,7 @@ from typing import Any
 from tqdm import tqdm
 
 from shards.formats import FORMATS
+from shards.formats.lfw import drop_pairs_without_samples
 from shards.items import ScanResult, Skip, SourceItem
 from shards.manifest import FORMAT_VERSION, MANIFEST
 from shards.options import BuildOptions, parse_split
@@ -131,6 +132,9 @@ def build(options: BuildOptions, command: str) -> dict[str, Any]:
             results.append(result)
             bar.update(planned[result["name"]])
 
+    failed = {s["path"] for r in results for s in r["skipped"]}
+    written_keys = {i.key for i in scanned.items if i.path not in failed}
+    scanned.skipped += drop_pairs_without_samples(scanned.extra, written_keys, str(options.src / "pairs.txt"))
     flagged = list(scanned.flagged)
     if fmt.faces:
         flagged += [Skip(g, "identity has a single image: no positive pair") for g in

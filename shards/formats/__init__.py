@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from shards.formats import faces
+from shards.formats import faces, finegrained, idc, lfw, tumor
 from shards.render import render_image
 
 
@@ -25,4 +25,10 @@ FORMATS: dict[str, Format] = {
     "casia-webface": Format(faces.scan_casia, faces=True),
     "vggface2": Format(faces.scan_vggface2, faces=True),
     "imagefolder": Format(faces.scan_imagefolder, faces=True),
+    "lfw-pairs": Format(lfw.scan_lfw_pairs, faces=True),
+    "figshare-tumor": Format(tumor.scan_figshare_tumor, tumor.render_tumor, label_order=tumor.LABEL_ORDER),
+    "idc": Format(idc.scan_idc, idc.render_patch, label_order=idc.LABEL_ORDER),
+    "cub200-2010": Format(finegrained.scan_cub2010),
+    "cub200-2011": Format(finegrained.scan_cub2011),
+    "stanford-dogs": Format(finegrained.scan_stanford_dogs),
 }

@@ -24,19 +24,24 @@ def image_files(folder: Path, skipped: list[Skip]) -> Iterator[Path]:
             yield path
 
 
-def class_folders(root: Path, skipped: list[Skip]) -> Iterator[tuple[str, list[Path]]]:
-    """(folder name, its image files) for every sub-folder of ``root``; empty ones are skipped."""
+def subfolders(root: Path, skipped: list[Skip]) -> Iterator[str]:
+    """Names of the sub-folders of ``root``, sorted; non-UTF-8 names are recorded as skipped."""
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: not a directory")
     for name in sorted(os.listdir(root)):
-        folder = root / name
-        if not folder.is_dir():
+        if not (root / name).is_dir():
             continue
-        if not is_utf8(name):
-            skipped.append(Skip(printable(str(folder)), "folder name is not valid UTF-8"))
-            continue
-        files = list(image_files(folder, skipped))
+        if is_utf8(name):
+            yield name
+        else:
+            skipped.append(Skip(printable(str(root / name)), "folder name is not valid UTF-8"))
+
+
+def class_folders(root: Path, skipped: list[Skip]) -> Iterator[tuple[str, list[Path]]]:
+    """(folder name, its image files) for every sub-folder of ``root``; empty ones are skipped."""
+    for name in subfolders(root, skipped):
+        files = list(image_files(root / name, skipped))
         if files:
             yield name, files
         else:
-            skipped.append(Skip(str(folder), "empty folder: no image files"))
+            skipped.append(Skip(str(root / name), "empty folder: no image files"))
