@@ -28,6 +28,7 @@ setup(
         "matplotlib>=3.8,<4",
         "pillow>=10,<13",
     ],
-    extras_require={"dev": ["pytest>=8,<10", "ruff>=0.6,<1"]},
-    entry_points={"console_scripts": ["launch=launcher.cli:main"]},
+    # scikit-image only for its bundled sample photograph (the MTCNN alignment test).
+    extras_require={"dev": ["pytest>=8,<10", "ruff>=0.6,<1", "scikit-image>=0.22,<1"]},
+    entry_points={"console_scripts": ["launch=launcher.cli:main", "shards=shards.cli:main"]},
 )

@@ -24,7 +24,7 @@ from shards.items import ScanResult, Skip, SourceItem
 from shards.manifest import FORMAT_VERSION, MANIFEST
 from shards.options import BuildOptions, parse_split
 from shards.plan import ShardPlan, assign_splits, plan_shards, single_image_groups
-from shards.writer import sha256_of, work_dir, write_json_atomic, write_shard
+from shards.writer import one_thread_per_worker, sha256_of, work_dir, write_json_atomic, write_shard
 
 
 class BuildError(Exception):
@@ -128,7 +128,7 @@ def build(options: BuildOptions, command: str) -> dict[str, Any]:
     writer = functools.partial(write_shard, options=options, label_ids=label_ids)
     planned = {p.name: len(p.items) for p in todo}
     with tqdm(total=sum(planned.values()), unit="img", desc="shards build") as bar:
-        for result in _run(writer, todo, options.workers):
+        for result in _run(writer, todo, options.workers, threads_limited=options.align != "none"):
             results.append(result)
             bar.update(planned[result["name"]])
 
@@ -145,12 +145,13 @@ def build(options: BuildOptions, command: str) -> dict[str, Any]:
     return manifest
 
 
-def _run(writer, plans: list[ShardPlan], workers: int):
+def _run(writer, plans: list[ShardPlan], workers: int, threads_limited: bool):
     if workers <= 1 or len(plans) <= 1:
         yield from map(writer, plans)
         return
     # spawn, not fork: the parent may hold torch threads (MTCNN) that fork would break.
-    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+    initializer = one_thread_per_worker if threads_limited else None
+    with multiprocessing.get_context("spawn").Pool(workers, initializer=initializer) as pool:
         yield from pool.imap_unordered(writer, plans)
 
 

@@ -20,20 +20,25 @@ from shards.plan import ShardPlan
 # A fixed member mtime: the same input and options give byte-identical shards.
 TAR_MTIME = 946684800  # 2000-01-01
 
-_aligner = None
+_aligners: dict = {}
 
 
 def _get_aligner(options: BuildOptions):
-    """One MTCNN per worker process, created on first use."""
-    global _aligner
-    if options.align == "mtcnn" and _aligner is None:
-        import torch
-
+    """One MTCNN per worker process and template, created on first use."""
+    if options.align != "mtcnn":
+        return None
+    if options.template not in _aligners:
         from shards.align import FaceAligner
 
-        torch.set_num_threads(1)  # one process per core; MTCNN's own threads would oversubscribe
-        _aligner = FaceAligner(options.template)
-    return _aligner
+        _aligners[options.template] = FaceAligner(options.template)
+    return _aligners[options.template]
+
+
+def one_thread_per_worker() -> None:
+    """Pool initializer: one torch thread per worker process, or MTCNN oversubscribes the cores."""
+    import torch
+
+    torch.set_num_threads(1)
 
 
 def sha256_of(path: Path) -> str:
