@@ -165,14 +165,18 @@ def assemble_manifest(options, command, build_print, scanned, plans, results, la
     groups_per_split: dict[str, set] = {}
     for plan in plans:
         groups_per_split.setdefault(plan.split, set()).update(i.group for i in plan.items)
-    splits = {
-        split: {
-            "shards": [r["name"] for r in ordered if r["split"] == split],
-            "samples": sum(r["count"] for r in ordered if r["split"] == split),
+    splits = {}
+    for split, groups in sorted(groups_per_split.items()):
+        in_split = [r for r in ordered if r["split"] == split]
+        split_labels = Counter()
+        for result in in_split:
+            split_labels.update(result["labels"])
+        splits[split] = {
+            "shards": [r["name"] for r in in_split],
+            "samples": sum(r["count"] for r in in_split),
             "groups": len(groups),
+            "labels": dict(sorted(split_labels.items())),
         }
-        for split, groups in sorted(groups_per_split.items())
-    }
     skipped = [vars(s) for s in scanned.skipped] + [s for r in ordered for s in r["skipped"]]
     manifest = {
         "format_version": FORMAT_VERSION,

@@ -1,0 +1,127 @@
+"""``StreamLoader``: a rank's training batches through a DataLoader, with a resumable position.
+
+The DataLoader takes batches from its workers in strict rotation, so rank-level batch n is
+batch n // W of logical worker n % W.  The position is therefore one number, the batches this
+rank consumed; resuming starts each worker at its own count and rotates the worker roles so the
+next batch comes from the right one.  Epochs are a fixed number of batches on every rank (never
+"until the data runs out"), so no rank can wait in a collective that another rank skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as torch_dist
+from torch.utils.data import DataLoader
+
+from shards.stream import ShardStream, SplitIndex, StreamConfig
+
+log = logging.getLogger(__name__)
+
+
+class StreamLoader:
+    def __init__(self, config: StreamConfig, rank: int, world_size: int,
+                 position: dict[str, Any] | None = None, device: torch.device | None = None):
+        self.config, self.rank, self.world_size = config, rank, world_size
+        self.device = device or torch.device("cpu")
+        self.index = SplitIndex(config.shards, config.split)
+        self.workers = max(1, config.num_workers)
+        self.steps_per_epoch = config.steps_per_epoch or max(
+            1, self.index.total // (config.batch_samples * world_size))
+        self._check_enough_identities()
+        self.consumed = 0
+        if position is not None:
+            self._check_position(position)
+            self.consumed = position["batches"]
+        starts = [self._produced_by(w, self.consumed) for w in range(self.workers)]
+        dataset = ShardStream(config, self.index, rank, world_size, starts, rotation=self.consumed % self.workers)
+        self.loader = DataLoader(
+            dataset, batch_size=None, num_workers=config.num_workers,
+            pin_memory=self.device.type == "cuda",
+            prefetch_factor=4 if config.num_workers else None,
+            persistent_workers=False,  # the stream is endless: workers never restart within a run
+        )
+        self._iterator = None
+        self.worker_stats: dict[int, dict[str, int]] = {}
+        self._reset_coverage()
+        self.last_coverage: dict[str, float] | None = None
+
+    @property
+    def epoch(self) -> int:
+        return self.consumed // self.steps_per_epoch
+
+    def _produced_by(self, worker: int, consumed: int) -> int:
+        """Batches logical worker ``worker`` had produced when ``consumed`` were taken in rotation."""
+        return (consumed - worker + self.workers - 1) // self.workers if consumed > worker else 0
+
+    def _check_position(self, position: dict[str, Any]) -> None:
+        expected = {"world_size": self.world_size, "num_workers": self.workers, "seed": self.config.seed}
+        changed = {k: (position.get(k), v) for k, v in expected.items() if position.get(k) != v}
+        if changed:
+            details = ", ".join(f"{k} {old} -> {new}" for k, (old, new) in changed.items())
+            raise ValueError(f"cannot resume the reader exactly: {details}; resume with the saved values "
+                             "or start a new run")
+
+    def _check_enough_identities(self) -> None:
+        if self.config.mode != "pk":
+            return
+        need = 1 if self.config.small_identities == "replace" else self.config.images_per_identity
+        usable = sum(1 for n in self.index.label_counts.values() if n >= need)
+        if usable < self.config.identities_per_batch:
+            raise ValueError(f"{self.config.shards} split {self.config.split}: only {usable} identities have "
+                             f">= {need} images; a batch needs {self.config.identities_per_batch}")
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"batches": self.consumed, "epoch": self.epoch, "world_size": self.world_size,
+                "num_workers": self.workers, "seed": self.config.seed,
+                "per_worker": [self._produced_by(w, self.consumed) for w in range(self.workers)]}
+
+    def __iter__(self) -> StreamLoader:
+        return self
+
+    def __next__(self) -> dict[str, Any]:
+        if self._iterator is None:
+            self._iterator = iter(self.loader)
+        batch = next(self._iterator)
+        self.consumed += 1
+        self.worker_stats[batch.pop("worker")] = batch.pop("stats")
+        self._seen_labels[batch["label"].numpy()] = True
+        self._seen_samples[batch["index"].numpy()] = True
+        if self.consumed % self.steps_per_epoch == 0:
+            self._finish_epoch()
+        return batch
+
+    def stats(self) -> dict[str, int]:
+        """Counters summed over this rank's workers (corrupt samples, truncated shards, buffer...)."""
+        totals: dict[str, int] = {}
+        for stats in self.worker_stats.values():
+            for key, value in stats.items():
+                totals[key] = max(totals.get(key, 0), value) if key.startswith("peak") else totals.get(key, 0) + value
+        return totals
+
+    def _reset_coverage(self) -> None:
+        self._seen_labels = np.zeros(self.index.num_labels, dtype=bool)
+        self._seen_samples = np.zeros(self.index.total, dtype=bool)
+
+    def _finish_epoch(self) -> None:
+        """Identity and image coverage of the epoch just ended, over all ranks (a collective:
+        every rank ends its epoch at the same batch count)."""
+        labels = torch.from_numpy(self._seen_labels.astype(np.uint8))
+        samples = torch.from_numpy(self._seen_samples.astype(np.uint8))
+        if torch_dist.is_initialized() and self.world_size > 1:
+            labels, samples = labels.to(self.device), samples.to(self.device)
+            torch_dist.all_reduce(labels, op=torch_dist.ReduceOp.MAX)
+            torch_dist.all_reduce(samples, op=torch_dist.ReduceOp.MAX)
+        in_split = [label for label, n in self.index.label_counts.items() if n]
+        self.last_coverage = {
+            "epoch": self.epoch - 1,
+            "identities": float(labels.cpu().numpy()[in_split].mean()) if in_split else 0.0,
+            "images": float(samples.cpu().float().mean()),
+        }
+        if self.rank == 0:
+            log.info("reader epoch %d: %.1f%% of identities and %.1f%% of images seen", self.last_coverage["epoch"],
+                     100 * self.last_coverage["identities"], 100 * self.last_coverage["images"])
+        self._reset_coverage()

@@ -1,0 +1,265 @@
+"""The training reader: a shard folder's split as an endless, deterministic stream of batches.
+
+There are ``world_size x num_workers`` readers (one per DataLoader worker of each rank).  The
+stream is a sequence of *passes*; in pass p, shard i of a fixed seeded permutation goes to
+reader ``(i + p) mod readers``, so over ``readers`` consecutive passes every reader, hence every
+rank, reads every shard.  Each reader interleaves ``open_shards`` shards for identity
+diversity, forms batches (P×K or shuffled), and decodes and augments only what it emits.
+
+Everything random is seeded from (seed, reader) or (seed, reader, batch), so batch n of a
+reader is a pure function of the data and the config; resuming replays the bookkeeping of the
+batches already consumed without decoding them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch.utils.data import IterableDataset, get_worker_info
+
+from shards.augment import AugmentConfig, build_transform, decode_image
+from shards.manifest import load_manifest
+from shards.pk_batcher import PKBatcher, Record
+
+log = logging.getLogger(__name__)
+
+END = None  # marks the end of one interleaved stream
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    """How a task reads its training split."""
+
+    shards: str
+    """Folder with manifest.json (from ``shards build``)."""
+    split: str = "train"
+    mode: Literal["pk", "shuffle"] = "pk"
+    """pk: P identities × K images per batch (triplet mining); shuffle: plain classification."""
+    identities_per_batch: int = 16
+    """P."""
+    images_per_identity: int = 4
+    """K."""
+    batch_size: int = 64
+    """Samples per batch in shuffle mode."""
+    small_identities: Literal["replace", "skip"] = "replace"
+    """Identities with fewer than K images: drawn with replacement, or skipped."""
+    class_balance: Literal["none", "oversample", "undersample"] = "none"
+    """Shuffle mode: repeat (or thin) samples so every class is drawn equally often."""
+    buffer_samples: int = 2048
+    """Bound of the batching buffer, in samples (encoded bytes are held, not pixels)."""
+    open_shards: int = 4
+    """Shards each reader interleaves."""
+    num_workers: int = 2
+    steps_per_epoch: int = 0
+    """Batches per rank per epoch; 0: split samples // (batch × world size)."""
+    seed: int = 0
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    @property
+    def batch_samples(self) -> int:
+        return self.identities_per_batch * self.images_per_identity if self.mode == "pk" else self.batch_size
+
+
+class SplitIndex:
+    """One split of a shard folder, from its manifest."""
+
+    def __init__(self, root: str | Path, split: str):
+        self.root = Path(root)
+        manifest = load_manifest(self.root)
+        if split not in manifest["splits"]:
+            raise ValueError(f"{self.root}: no split {split!r} (has {', '.join(manifest['splits'])})")
+        self.shards = [s for s in manifest["shards"] if s["split"] == split]
+        self.offsets = np.concatenate([[0], np.cumsum([s["count"] for s in self.shards])]).astype(int)
+        self.total = int(self.offsets[-1])
+        self.num_labels = len(manifest["labels"])
+        ids = {name: entry["id"] for name, entry in manifest["labels"].items()}
+        self.label_counts = {ids[name]: n for name, n in manifest["splits"][split]["labels"].items()}
+
+
+def deal(num_shards: int, pass_index: int, reader: int, num_readers: int, seed: int) -> list[int]:
+    """The shards reader ``reader`` reads in pass ``pass_index``, in its reading order."""
+    base = np.random.default_rng([seed, 0]).permutation(num_shards)
+    mine = [int(base[i]) for i in range(num_shards) if (i + pass_index) % num_readers == reader]
+    order = np.random.default_rng([seed, 1, pass_index, reader]).permutation(len(mine))
+    return [mine[j] for j in order]
+
+
+@dataclass
+class ReadCounters:
+    corrupt: int = 0
+    truncated_shards: int = 0
+
+
+def read_shard(index: SplitIndex, shard: int, counters: ReadCounters) -> Iterator[Record]:
+    """Records of one shard in order. A truncated tar costs only its remaining samples; a
+    sample without a usable cls is skipped; both are counted and logged, never slept on."""
+    path = index.root / index.shards[shard]["name"]
+    position = 0
+    current: dict[str, Any] = {}
+    try:
+        with tarfile.open(path, "r|") as tar:
+            for member in tar:
+                if not member.isfile():
+                    continue
+                key, _, field_name = member.name.partition(".")
+                if current and key != current["__key__"]:
+                    if record := _record(current, index, shard, position, counters, path):
+                        yield record
+                    position += 1
+                    current = {}
+                current["__key__"] = key
+                current[field_name] = tar.extractfile(member).read()
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        counters.truncated_shards += 1
+        log.warning("%s: unreadable after %d samples (%s); rest of the shard skipped", path, position, exc)
+        return
+    if current and (record := _record(current, index, shard, position, counters, path)):
+        yield record
+
+
+def _record(fields: dict, index: SplitIndex, shard: int, position: int, counters: ReadCounters,
+            path: Path) -> Record | None:
+    try:
+        label = int(fields["cls"])
+    except (KeyError, ValueError):
+        counters.corrupt += 1
+        log.warning("%s: sample %s has no usable cls; skipped", path, fields["__key__"])
+        return None
+    return Record(fields["__key__"], int(index.offsets[shard]) + position, label, fields)
+
+
+def interleave(index: SplitIndex, shards: list[int], width: int, counters: ReadCounters,
+               stream_ids: Iterator[int]) -> Iterator[tuple[int, Record | None]]:
+    """Round-robin over ``width`` open shards; (stream, END) when one is exhausted."""
+    pending = iter(shards)
+    open_streams: list[tuple[int, Iterator[Record]]] = []
+    while True:
+        while len(open_streams) < width and (shard := next(pending, None)) is not None:
+            open_streams.append((next(stream_ids), read_shard(index, shard, counters)))
+        if not open_streams:
+            return
+        for entry in list(open_streams):
+            stream, records = entry
+            record = next(records, END)
+            if record is END:
+                open_streams.remove(entry)
+            yield stream, record
+
+
+class ShardStream(IterableDataset):
+    """Endless batches for one rank; each DataLoader worker is one reader."""
+
+    def __init__(self, config: StreamConfig, index: SplitIndex, rank: int, world_size: int,
+                 start_batches: list[int], rotation: int):
+        self.config, self.index = config, index
+        self.rank, self.world_size = rank, world_size
+        self.start_batches, self.rotation = start_batches, rotation
+
+    @property
+    def workers(self) -> int:
+        return max(1, self.config.num_workers)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        info = get_worker_info()
+        logical = ((info.id if info else 0) + self.rotation) % self.workers
+        reader = self.rank * self.workers + logical
+        counters = ReadCounters()
+        producer = self._pk(reader, counters) if self.config.mode == "pk" else self._shuffled(reader, counters)
+        transform = build_transform(self.config.augment)
+        for number, records in enumerate(producer):
+            if number >= self.start_batches[logical]:  # earlier batches were consumed before a resume
+                yield self._emit(records, reader, number, transform, counters, logical)
+
+    def _passes(self, reader: int, counters: ReadCounters) -> Iterator[tuple[int, Record | None]]:
+        readers = self.world_size * self.workers
+        stream_ids = itertools.count()
+        for pass_index in itertools.count():
+            shards = deal(len(self.index.shards), pass_index, reader, readers, self.config.seed)
+            yield from interleave(self.index, shards, self.config.open_shards, counters, stream_ids)
+
+    def _pk(self, reader: int, counters: ReadCounters) -> Iterator[list[Record]]:
+        c = self.config
+        self.batcher = PKBatcher(c.identities_per_batch, c.images_per_identity, c.buffer_samples,
+                                 c.small_identities, np.random.default_rng([c.seed, 2, reader]))
+        for stream, record in self._passes(reader, counters):
+            if record is END:
+                self.batcher.end_stream(stream)
+                continue
+            self.batcher.add(stream, record)
+            while self.batcher.full:
+                batch = self.batcher.draw()
+                if batch is None:
+                    self.batcher.make_room()
+                else:
+                    yield batch
+
+    def _shuffled(self, reader: int, counters: ReadCounters) -> Iterator[list[Record]]:
+        c = self.config
+        rng = np.random.default_rng([c.seed, 3, reader])
+        weights = class_weights(self.index.label_counts, c.class_balance)
+        buffer: list[Record] = []
+        batch: list[Record] = []
+        for _, record in self._passes(reader, counters):
+            if record is END:
+                continue
+            weight = weights.get(record.label, 1.0)
+            buffer += [record] * (int(weight) + (rng.random() < weight - int(weight)))
+            while len(buffer) >= c.buffer_samples:
+                pick = rng.integers(len(buffer))
+                buffer[pick], buffer[-1] = buffer[-1], buffer[pick]
+                batch.append(buffer.pop())
+                if len(batch) == c.batch_size:
+                    yield batch
+                    batch = []
+
+    def _emit(self, records: list[Record], reader: int, number: int, transform, counters: ReadCounters,
+              logical: int) -> dict[str, Any]:
+        torch.manual_seed(int(np.random.SeedSequence([self.config.seed, 4, reader, number]).generate_state(1)[0]))
+        images: list[torch.Tensor | None] = []
+        for record in records:
+            try:
+                images.append(transform(decode_image(record.data)))
+            except ValueError as exc:
+                counters.corrupt += 1
+                log.warning("%s: sample %s undecodable (%s); its slot repeats another image",
+                            self.index.root, record.key, exc)
+                images.append(None)
+        labels = [r.label for r in records]
+        keys = [r.key for r in records]
+        indices = [r.index for r in records]
+        fill_undecodable(images, labels, keys, indices)
+        stats = {"corrupt": counters.corrupt, "truncated_shards": counters.truncated_shards}
+        if self.config.mode == "pk":
+            stats.update(vars(self.batcher.stats))
+        return {"image": torch.stack(images), "label": torch.tensor(labels), "index": torch.tensor(indices),
+                "key": keys, "worker": logical, "stats": stats}
+
+
+def fill_undecodable(images: list, labels: list[int], keys: list[str], indices: list[int]) -> None:
+    """Give an undecodable sample's slot a decodable image, of the same identity when possible,
+    so every batch stays full and its P×K label structure stays intact."""
+    good = [i for i, image in enumerate(images) if image is not None]
+    if not good:
+        raise ValueError(f"no decodable image in a batch of {len(images)} ({keys[:3]}...)")
+    for slot, image in enumerate(images):
+        if image is None:
+            same = [i for i in good if labels[i] == labels[slot]]
+            donor = (same or good)[0]
+            images[slot], labels[slot], keys[slot], indices[slot] = (images[donor], labels[donor], keys[donor],
+                                                                     indices[donor])
+
+
+def class_weights(label_counts: dict[int, int], balance: str) -> dict[int, float]:
+    """Per-class repeat factors: oversample to the largest class, or thin to the smallest."""
+    if balance == "none" or not label_counts:
+        return {}
+    target = max(label_counts.values()) if balance == "oversample" else min(label_counts.values())
+    return {label: target / count for label, count in label_counts.items() if count}
