@@ -1,13 +1,13 @@
-"""Decoding and augmentation of stream samples (torchvision.io + transforms.v2), per task."""
+"""Decoding (PIL) and augmentation (torchvision transforms.v2) of stream samples, per task."""
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
-from torchvision.io import ImageReadMode
-from torchvision.io import decode_image as tv_decode
+from PIL import Image
 from torchvision.transforms import v2
 
 IMAGE_FIELDS = ("jpg", "png")
@@ -32,15 +32,23 @@ class AugmentConfig:
     normalize: Literal["facenet", "imagenet", "none"] = "facenet"
 
 
-def decode_image(fields: dict) -> torch.Tensor:
-    """uint8 CHW RGB from a sample's jpg or png bytes; ValueError if undecodable."""
+def decode_image(fields: dict, size_hint: int | None = None) -> torch.Tensor:
+    """uint8 CHW RGB from a sample's jpg or png bytes; ValueError if undecodable.
+
+    PIL, not torchvision.io (its decoders are deprecated since torchvision 0.29).  With a size
+    hint, JPEG draft mode decodes at the smallest power-of-two reduction still >= the hint.
+    """
     name = next((f for f in IMAGE_FIELDS if f in fields), None)
     if name is None:
         raise ValueError("no jpg or png field")
     try:
-        return tv_decode(torch.frombuffer(bytearray(fields[name]), dtype=torch.uint8), mode=ImageReadMode.RGB)
-    except RuntimeError as exc:
-        raise ValueError(str(exc).splitlines()[0]) from None
+        image = Image.open(io.BytesIO(fields[name]))
+        if size_hint and image.format == "JPEG":
+            image.draft("RGB", (size_hint, size_hint))
+        image = image.convert("RGB")
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ValueError(f"cannot decode {name}: {exc}") from None
+    return v2.functional.pil_to_tensor(image)
 
 
 def _normalize(config: AugmentConfig) -> list:

@@ -226,7 +226,7 @@ class ShardStream(IterableDataset):
         images: list[torch.Tensor | None] = []
         for record in records:
             try:
-                images.append(transform(decode_image(record.data)))
+                images.append(transform(decode_image(record.data, self.config.augment.size)))
             except ValueError as exc:
                 counters.corrupt += 1
                 log.warning("%s: sample %s undecodable (%s); its slot repeats another image",

@@ -1,0 +1,75 @@
+"""Evaluation iteration: every sample of a split exactly once across ranks, no padding.
+
+Shard i goes to rank ``i mod world_size`` and, within a rank, to DataLoader worker
+``(i div world_size) mod num_workers``.  Ranks may therefore get different numbers of batches:
+an evaluation gathers its results once at the end (never a collective per batch), and no
+duplicate ever enters a metric.  Each batch carries the samples' group (identity or patient)
+and json, for per-patient metrics and pair look-ups.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from shards.augment import AugmentConfig, build_eval_transform, decode_image
+from shards.stream import ReadCounters, SplitIndex, read_shard
+
+log = logging.getLogger(__name__)
+
+
+class EvalStream(IterableDataset):
+    def __init__(self, root: str, split: str, rank: int, world_size: int, batch_size: int,
+                 augment: AugmentConfig):
+        self.index = SplitIndex(root, split)
+        self.rank, self.world_size, self.batch_size = rank, world_size, batch_size
+        self.augment = augment
+
+    def shards_of(self, worker: int, workers: int) -> list[int]:
+        mine = range(self.rank, len(self.index.shards), self.world_size)
+        return [s for position, s in enumerate(mine) if position % workers == worker]
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info else (0, 1)
+        transform = build_eval_transform(self.augment)
+        counters = ReadCounters()
+        pending: list[tuple] = []
+        for shard in self.shards_of(worker, workers):
+            for record in read_shard(self.index, shard, counters):
+                try:
+                    image = transform(decode_image(record.data, self.augment.size))
+                except ValueError as exc:
+                    counters.corrupt += 1
+                    log.warning("%s: eval sample %s undecodable (%s); left out", self.index.root, record.key, exc)
+                    continue
+                pending.append((image, record))
+                if len(pending) == self.batch_size:
+                    yield collate(pending, counters)
+                    pending = []
+        if pending:
+            yield collate(pending, counters)
+
+
+def collate(pending: list[tuple], counters: ReadCounters) -> dict[str, Any]:
+    metas = [json.loads(record.data["json"]) for _, record in pending]
+    return {
+        "image": torch.stack([image for image, _ in pending]),
+        "label": torch.tensor([record.label for _, record in pending]),
+        "index": torch.tensor([record.index for _, record in pending]),
+        "key": [record.key for _, record in pending],
+        "group": [meta.get("group", "") for meta in metas],
+        "meta": metas,
+        "corrupt": counters.corrupt,
+    }
+
+
+def eval_loader(root: str, split: str, rank: int, world_size: int, batch_size: int,
+                augment: AugmentConfig, num_workers: int = 0) -> DataLoader:
+    dataset = EvalStream(root, split, rank, world_size, batch_size, augment)
+    return DataLoader(dataset, batch_size=None, num_workers=num_workers)
