@@ -1,0 +1,47 @@
+"""torchrun entry point: one rank iterating the StreamLoader with a collective on every step.
+
+    stream_rank.py SHARDS OUT_JSON STEPS [POSITION_JSON]
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from shards.augment import AugmentConfig
+from shards.loader import StreamLoader
+from shards.stream import StreamConfig
+
+
+def main() -> None:
+    shards, out, steps = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
+    dist.init_process_group("gloo")
+    rank, world = dist.get_rank(), dist.get_world_size()
+    position = None
+    if len(sys.argv) > 4:
+        position = json.loads(Path(sys.argv[4]).read_text())[str(rank)]["state"]
+    config = StreamConfig(shards=shards, identities_per_batch=3, images_per_identity=2, buffer_samples=24,
+                          num_workers=2, open_shards=2, augment=AugmentConfig(size=24))
+    loader = StreamLoader(config, rank, world, position=position)
+    keys, coverage = [], []
+    for _ in range(steps):
+        batch = next(loader)
+        step_total = torch.tensor([1.0])
+        dist.all_reduce(step_total)  # would hang if a rank ran out of batches
+        assert step_total.item() == world
+        keys.append(batch["key"])
+        if loader.last_coverage and loader.last_coverage not in coverage:
+            coverage.append(loader.last_coverage)
+    result = {"keys": keys, "state": loader.state_dict(), "steps_per_epoch": loader.steps_per_epoch,
+              "coverage": coverage}
+    gathered = [None] * world
+    dist.all_gather_object(gathered, result)
+    if rank == 0:
+        out.write_text(json.dumps({str(r): g for r, g in enumerate(gathered)}))
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()
