@@ -4,7 +4,8 @@ Shard i goes to rank ``i mod world_size`` and, within a rank, to DataLoader work
 ``(i div world_size) mod num_workers``.  Ranks may therefore get different numbers of batches:
 an evaluation gathers its results once at the end (never a collective per batch), and no
 duplicate ever enters a metric.  Each batch carries the samples' group (identity or patient)
-and json, for per-patient metrics and pair look-ups.
+and json, for per-patient metrics and pair look-ups.  Images are uint8 (normalise with
+``shards.augment.normalize_batch`` on the consumer's device).
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from shards.augment import AugmentConfig, build_eval_transform, decode_image
+from shards.augment import AugmentConfig, Augmenter, decode_image, stack_images
 from shards.stream import ReadCounters, SplitIndex, read_shard
 
 log = logging.getLogger(__name__)
@@ -37,13 +39,13 @@ class EvalStream(IterableDataset):
     def __iter__(self) -> Iterator[dict[str, Any]]:
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
-        transform = build_eval_transform(self.augment)
+        augment, rng = Augmenter(self.augment, train=False), np.random.default_rng(0)  # no randomness used
         counters = ReadCounters()
         pending: list[tuple] = []
         for shard in self.shards_of(worker, workers):
             for record in read_shard(self.index, shard, counters):
                 try:
-                    image = transform(decode_image(record.data, self.augment.size))
+                    image = augment(decode_image(record.data, self.augment.size), rng)
                 except ValueError as exc:
                     counters.corrupt += 1
                     log.warning("%s: eval sample %s undecodable (%s); left out", self.index.root, record.key, exc)
@@ -59,7 +61,7 @@ class EvalStream(IterableDataset):
 def collate(pending: list[tuple], counters: ReadCounters) -> dict[str, Any]:
     metas = [json.loads(record.data["json"]) for _, record in pending]
     return {
-        "image": torch.stack([image for image, _ in pending]),
+        "image": stack_images([image for image, _ in pending]),
         "label": torch.tensor([record.label for _, record in pending]),
         "index": torch.tensor([record.index for _, record in pending]),
         "key": [record.key for _, record in pending],

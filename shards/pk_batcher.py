@@ -32,10 +32,10 @@ class Record:
     label: int
     data: dict[str, Any]
     """Raw fields (encoded image bytes, json); decoded only when the batch is emitted."""
+    nbytes: int = 0
 
-    @property
-    def nbytes(self) -> int:
-        return sum(len(v) for v in self.data.values() if isinstance(v, bytes))
+    def __post_init__(self) -> None:
+        self.nbytes = sum(len(v) for v in self.data.values() if isinstance(v, bytes))
 
 
 @dataclass

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,9 +24,10 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from shards.augment import AugmentConfig, build_transform, decode_image
+from shards.augment import AugmentConfig, Augmenter, decode_image, stack_images
 from shards.manifest import load_manifest
 from shards.pk_batcher import PKBatcher, Record
+from shards.tarstream import TarDamaged, iter_members
 
 log = logging.getLogger(__name__)
 
@@ -105,19 +105,17 @@ def read_shard(index: SplitIndex, shard: int, counters: ReadCounters) -> Iterato
     position = 0
     current: dict[str, Any] = {}
     try:
-        with tarfile.open(path, "r|") as tar:
-            for member in tar:
-                if not member.isfile():
-                    continue
-                key, _, field_name = member.name.partition(".")
+        with open(path, "rb", buffering=1 << 20) as stream:
+            for name, data in iter_members(stream):
+                key, _, field_name = name.partition(".")
                 if current and key != current["__key__"]:
                     if record := _record(current, index, shard, position, counters, path):
                         yield record
                     position += 1
                     current = {}
                 current["__key__"] = key
-                current[field_name] = tar.extractfile(member).read()
-    except (tarfile.TarError, OSError, EOFError) as exc:
+                current[field_name] = data
+    except (TarDamaged, OSError) as exc:
         counters.truncated_shards += 1
         log.warning("%s: unreadable after %d samples (%s); rest of the shard skipped", path, position, exc)
         return
@@ -173,10 +171,10 @@ class ShardStream(IterableDataset):
         reader = self.rank * self.workers + logical
         counters = ReadCounters()
         producer = self._pk(reader, counters) if self.config.mode == "pk" else self._shuffled(reader, counters)
-        transform = build_transform(self.config.augment)
+        augment = Augmenter(self.config.augment, train=True)
         for number, records in enumerate(producer):
             if number >= self.start_batches[logical]:  # earlier batches were consumed before a resume
-                yield self._emit(records, reader, number, transform, counters, logical)
+                yield self._emit(records, reader, number, augment, counters, logical)
 
     def _passes(self, reader: int, counters: ReadCounters) -> Iterator[tuple[int, Record | None]]:
         readers = self.world_size * self.workers
@@ -220,13 +218,14 @@ class ShardStream(IterableDataset):
                     yield batch
                     batch = []
 
-    def _emit(self, records: list[Record], reader: int, number: int, transform, counters: ReadCounters,
+    def _emit(self, records: list[Record], reader: int, number: int, augment: Augmenter, counters: ReadCounters,
               logical: int) -> dict[str, Any]:
-        torch.manual_seed(int(np.random.SeedSequence([self.config.seed, 4, reader, number]).generate_state(1)[0]))
-        images: list[torch.Tensor | None] = []
+        """Decode and augment one batch (uint8; the consumer normalises on its device)."""
+        rng = np.random.default_rng([self.config.seed, 4, reader, number])
+        images: list[np.ndarray | None] = []
         for record in records:
             try:
-                images.append(transform(decode_image(record.data, self.config.augment.size)))
+                images.append(augment(decode_image(record.data, self.config.augment.size), rng))
             except ValueError as exc:
                 counters.corrupt += 1
                 log.warning("%s: sample %s undecodable (%s); its slot repeats another image",
@@ -239,7 +238,7 @@ class ShardStream(IterableDataset):
         stats = {"corrupt": counters.corrupt, "truncated_shards": counters.truncated_shards}
         if self.config.mode == "pk":
             stats.update(vars(self.batcher.stats))
-        return {"image": torch.stack(images), "label": torch.tensor(labels), "index": torch.tensor(indices),
+        return {"image": stack_images(images), "label": torch.tensor(labels), "index": torch.tensor(indices),
                 "key": keys, "worker": logical, "stats": stats}
 
 

@@ -1,0 +1,131 @@
+"""Benchmark the training reader against its limit and the usual baseline, in one run.
+
+    python -m shards.bench [--images 20000] [--workers 2] [--batches 120] [--rounds 3]
+
+On a generated set of 160x160 JPEG faces (identity folders), prints images/s per worker
+process for:
+  (a) decoding the same JPEG bytes to pixels in a loop (PIL, one process): the limit;
+  (b) this reader: shards -> P×K batches with the demo augmentations, through StreamLoader;
+  (c) torchvision ImageFolder + DataLoader over the same images as files, same transforms;
+and the P×K buffer's peak (samples and encoded bytes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader
+from torchvision.datasets import ImageFolder
+
+from shards.augment import AugmentConfig, Augmenter, decode_image, stack_images
+from shards.cli import main as shards_main
+from shards.loader import StreamLoader
+from shards.stream import StreamConfig
+
+DEMO_AUGMENT = AugmentConfig(size=144, crop="random", hflip=True)  # FaceNet: random crop + flip
+P, K = 32, 4
+
+
+def make_images(root: Path, count: int, per_identity: int = 20, unique: int = 2000) -> list[Path]:
+    """``count`` JPEGs in identity folders; ``unique`` distinct faces, re-used under new names."""
+    from facetrain.synthetic_faces import make_identity_set
+
+    images, _ = make_identity_set(unique // 10, 10, 160, seed=0)
+    encoded = []
+    for pixels in images:
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).save(buffer, format="JPEG", quality=90)
+        encoded.append(buffer.getvalue())
+    paths = []
+    for index in range(count):
+        folder = root / f"{index // per_identity:06d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{index % per_identity:03d}.jpg"
+        path.write_bytes(encoded[index % len(encoded)])
+        paths.append(path)
+    return paths
+
+
+def raw_decode(paths: list[Path]) -> float:
+    """Decoding to pixels (an RGB array), nothing else."""
+    data = [p.read_bytes() for p in paths]
+    started = time.perf_counter()
+    for blob in data:
+        np.asarray(decode_image({"jpg": blob}))
+    return len(data) / (time.perf_counter() - started)
+
+
+class FolderTransform:
+    """The same decode and augmentation for torchvision's ImageFolder (it hands over a path)."""
+
+    def __init__(self) -> None:
+        self.augment = Augmenter(DEMO_AUGMENT, train=True)
+        self.rng = np.random.default_rng(0)
+
+    def __call__(self, path: str) -> torch.Tensor:
+        with open(path, "rb") as handle:
+            image = decode_image({"jpg": handle.read()}, DEMO_AUGMENT.size)
+        return stack_images([self.augment(image, self.rng)])[0]
+
+
+def timed(batches, count: int) -> float:
+    """Images/s over ``count`` batches after one warm-up batch (worker start-up excluded)."""
+    iterator = iter(batches)
+    next(iterator)
+    started, images = time.perf_counter(), 0
+    for _ in range(count):
+        images += len(next(iterator)["image"] if isinstance(batches, StreamLoader) else next(iterator)[0])
+    return images / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=20000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--batches", type=int, default=120)
+    parser.add_argument("--rounds", type=int, default=3, help="(a), (b), (c) are measured alternately")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    results: dict[str, list[float]] = {"a": [], "b": [], "c": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        src, out = Path(tmp) / "images", Path(tmp) / "shards"
+        paths = make_images(src, args.images)
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            shards_main(["build", "imagefolder", str(src), str(out), "--maxcount", "1000"])
+        config = StreamConfig(shards=str(out), identities_per_batch=P, images_per_identity=K, buffer_samples=4096,
+                              open_shards=4, num_workers=args.workers, augment=DEMO_AUGMENT)
+        folder = ImageFolder(str(src), loader=FolderTransform())
+        for _ in range(args.rounds):
+            results["a"].append(raw_decode(paths[:4000]))
+            loader = StreamLoader(config, rank=0, world_size=1)
+            results["b"].append(timed(loader, args.batches) / args.workers)
+            peak = loader.stats()
+            del loader
+            baseline = DataLoader(folder, batch_size=P * K, shuffle=True, num_workers=args.workers, drop_last=True,
+                                  prefetch_factor=4)
+            results["c"].append(timed(baseline, min(args.batches, len(folder) // (P * K) - 2)) / args.workers)
+    median = {k: float(np.median(v)) for k, v in results.items()}
+    print(f"\nreader throughput, {args.images} JPEG faces 160x160 -> {DEMO_AUGMENT.size}, batches of {P}x{K}, "
+          f"{args.workers} worker processes, {os.cpu_count()} CPU cores; median of {args.rounds} alternating rounds")
+    print(f"{'':<53} {'images/s/worker':>15} {'range':>15} {'vs (a)':>7}")
+    for key, label in [("a", "(a) PIL decode of the same bytes, 1 process (limit)"),
+                       ("b", "(b) shards StreamLoader, P×K + demo augmentations"),
+                       ("c", "(c) ImageFolder + DataLoader, same transforms")]:
+        span = f"{min(results[key]):.0f}-{max(results[key]):.0f}"
+        print(f"{label:<53} {median[key]:>15.1f} {span:>15} {median[key] / median['a']:>6.2f}x")
+    print(f"(b) / (c) = {median['b'] / median['c']:.2f}")
+    print(f"P×K buffer peak per worker: {peak['peak_samples']} samples, {peak['peak_bytes'] / 1e6:.2f} MB encoded "
+          f"(bound: buffer_samples = {config.buffer_samples})")
+
+
+if __name__ == "__main__":
+    main()
