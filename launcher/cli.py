@@ -15,8 +15,7 @@ import sys
 from pathlib import Path
 
 from launcher.checkpoint import existing_checkpoint_error
-from launcher.config import ConfigError
-from launcher.schema import load_job_config
+from launcher.schema import load_job_config_or_report
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -55,10 +54,8 @@ def thread_env(nproc: int) -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        job = load_job_config(args.config, args.set)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    job = load_job_config_or_report(args.config, args.set)
+    if job is None:
         return 2
     if args.nproc < 1:
         print("error: --nproc must be at least 1", file=sys.stderr)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -149,3 +150,12 @@ def load_job_config(path: str | Path, overrides: list[str] = ()):
     for item in overrides:
         apply_override(raw, item, schema, source=str(path))
     return build(schema, raw, source=str(path))
+
+
+def load_job_config_or_report(path: str | Path, overrides: list[str] = ()):
+    """For entry points: the job config, or None after printing the error on stderr."""
+    try:
+        return load_job_config(path, overrides)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None

@@ -20,14 +20,14 @@ import torch
 import torch.distributed as torch_dist
 
 from launcher.checkpoint import Checkpointer, existing_checkpoint_error
-from launcher.config import ConfigError, dump_config
+from launcher.config import dump_config
 from launcher.dist import DistInfo, init_distributed
 from launcher.engine import build_engine, compute_dtype
 from launcher.errors import JobError
 from launcher.logs import setup_logging
 from launcher.loop import LoopState, RunContext, StopSignal, run_training
 from launcher.results import format_table, load_evaluations
-from launcher.schema import load_job_config
+from launcher.schema import load_job_config_or_report
 from launcher.tasks import task_class
 
 log = logging.getLogger("launcher")
@@ -89,10 +89,8 @@ def run(job, dist: DistInfo, resume: bool) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        job = load_job_config(args.config, args.set)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    job = load_job_config_or_report(args.config, args.set)
+    if job is None:
         return 2
     dist = init_distributed()
     setup_logging(dist.rank)

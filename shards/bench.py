@@ -2,7 +2,7 @@
 
     python -m shards.bench [--images 20000] [--workers 2] [--batches 120] [--rounds 3]
 
-On a generated set of 160x160 JPEG faces (identity folders), prints images/s per worker
+On a generated set of 160x160 JPEGs in identity folders, prints images/s per worker
 process for:
   (a) decoding the same JPEG bytes to pixels in a loop (PIL, one process): the limit;
   (b) this reader: shards -> P×K batches with the demo augmentations, through StreamLoader;
@@ -36,12 +36,14 @@ P, K = 32, 4
 
 
 def make_images(root: Path, count: int, per_identity: int = 20, unique: int = 2000) -> list[Path]:
-    """``count`` JPEGs in identity folders; ``unique`` distinct faces, re-used under new names."""
-    from facetrain.synthetic_faces import make_identity_set
-
-    images, _ = make_identity_set(unique // 10, 10, 160, seed=0)
+    """``count`` 160x160 JPEGs in identity folders: ``unique`` distinct smooth colour fields with
+    sensor-like noise (about the entropy of a face crop), re-used under new names."""
+    rng = np.random.default_rng(0)
     encoded = []
-    for pixels in images:
+    for _ in range(unique):
+        coarse = Image.fromarray(rng.integers(0, 255, size=(6, 6, 3), dtype=np.uint8))
+        pixels = np.asarray(coarse.resize((160, 160), Image.Resampling.BICUBIC), dtype=np.float64)
+        pixels = np.clip(pixels + rng.normal(0, 6, size=pixels.shape), 0, 255).astype(np.uint8)
         buffer = io.BytesIO()
         Image.fromarray(pixels).save(buffer, format="JPEG", quality=90)
         encoded.append(buffer.getvalue())
