@@ -116,7 +116,7 @@ def main() -> None:
                                   prefetch_factor=4)
             results["c"].append(timed(baseline, min(args.batches, len(folder) // (P * K) - 2)) / args.workers)
     median = {k: float(np.median(v)) for k, v in results.items()}
-    print(f"\nreader throughput, {args.images} JPEG faces 160x160 -> {DEMO_AUGMENT.size}, batches of {P}x{K}, "
+    print(f"\nreader throughput, {args.images} JPEGs 160x160 -> {DEMO_AUGMENT.size}, batches of {P}x{K}, "
           f"{args.workers} worker processes, {os.cpu_count()} CPU cores; median of {args.rounds} alternating rounds")
     print(f"{'':<53} {'images/s/worker':>15} {'range':>15} {'vs (a)':>7}")
     for key, label in [("a", "(a) PIL decode of the same bytes, 1 process (limit)"),
