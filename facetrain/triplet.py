@@ -26,6 +26,8 @@ from dataclasses import dataclass
 
 import torch
 
+from launcher.dist import DistInfo, all_gather_tensor, all_gather_with_grad, all_reduce_sum
+
 MODES = ("batch_all", "batch_hard", "semi_hard")
 
 
@@ -130,3 +132,29 @@ def _semi_hard(dist_AN, positive_AN, negative_AN, margin):
     farthest = d_an_PN.masked_fill(~negative_PN, float("-inf")).max(1).values
     d_an = torch.where(farther_PN.any(1), nearest_farther, farthest)
     return (d_ap - d_an + margin).clamp_min(0), d_ap, d_an
+
+
+def distributed_triplet_loss(
+    embeddings_BD: torch.Tensor,
+    labels_B: torch.Tensor,
+    dist: DistInfo,
+    margin: float = 0.2,
+    mining: str = "semi_hard",
+    squared: bool = True,
+) -> tuple[torch.Tensor, MiningStats]:
+    """Each rank's anchors mine positives and negatives in the global batch (REFERENCE.md §7.4).
+
+    Memory O(B x W·B).  The loss is scaled so that, after the engine averages gradients over W
+    ranks, training equals one process over the concatenated batch: rank k returns
+    W · (sum of its selected losses) / (selected count over all ranks); the mean of the ranks'
+    losses is the single-process loss.  Every rank must pass the same batch size.
+    """
+    references = all_gather_with_grad(embeddings_BD, dist)
+    reference_labels = all_gather_tensor(labels_B, dist)
+    positions = dist.rank * len(labels_B) + torch.arange(len(labels_B), device=labels_B.device)
+    total, count, stats = triplet_loss(embeddings_BD, labels_B, references, reference_labels, positions,
+                                       margin, mining, squared)
+    global_count = all_reduce_sum(count.reshape(1).to(torch.float64), dist).item()
+    if global_count == 0:
+        return total * 0, stats
+    return total * (dist.world_size / global_count), stats

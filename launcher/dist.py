@@ -66,3 +66,38 @@ def all_reduce_sum(values: torch.Tensor, dist: DistInfo) -> torch.Tensor:
     reduced = values.to(dist.device)
     torch_dist.all_reduce(reduced)
     return reduced.cpu()
+
+
+class _GatherWithGrad(torch.autograd.Function):
+    """Forward: all ranks' rows, concatenated in rank order.  Backward: every rank's gradient
+    for the gathered rows is summed, and each rank keeps the slice of its own rows, so an
+    embedding receives the gradient of every rank's loss that used it."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:
+        parts = [torch.empty_like(tensor) for _ in range(world_size)]
+        torch_dist.all_gather(parts, tensor.contiguous())
+        ctx.rank, ctx.rows = rank, tensor.shape[0]
+        return torch.cat(parts)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        grad = grad.contiguous()
+        torch_dist.all_reduce(grad)
+        return grad[ctx.rank * ctx.rows : (ctx.rank + 1) * ctx.rows], None, None
+
+
+def all_gather_with_grad(tensor: torch.Tensor, dist: DistInfo) -> torch.Tensor:
+    """Every rank's rows (same shape on every rank), differentiable; the identity for one rank."""
+    if dist.world_size == 1:
+        return tensor
+    return _GatherWithGrad.apply(tensor, dist.rank, dist.world_size)
+
+
+def all_gather_tensor(tensor: torch.Tensor, dist: DistInfo) -> torch.Tensor:
+    """Every rank's rows without gradient (labels, indices)."""
+    if dist.world_size == 1:
+        return tensor
+    parts = [torch.empty_like(tensor) for _ in range(dist.world_size)]
+    torch_dist.all_gather(parts, tensor.contiguous())
+    return torch.cat(parts)
