@@ -14,9 +14,10 @@ $(STAMP): setup.py requirements/constraints.txt
 	$(VENV)/bin/pip install --quiet -c requirements/constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
-# RESUME=1 continues the last demo from its newest complete checkpoint.
+# The face demo; DATA=/path/to/CASIA-WebFace runs it on a real folder; RESUME=1 continues
+# the last run from its newest complete checkpoint.
 demo: $(STAMP)
-	$(VENV)/bin/launch configs/demo.yaml --nproc $(NPROC) $(if $(RESUME),--resume,--fresh)
+	$(VENV)/bin/python -m facetrain.demo --nproc $(NPROC) $(if $(DATA),--data $(DATA)) $(if $(RESUME),--resume)
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -29,7 +29,8 @@ class SoftAttention(nn.Module):
             self.gamma = None
         else:
             self.conv = nn.Conv2d(channels, maps, kernel_size=3, padding=1)
-            self.gamma = nn.Parameter(torch.tensor(float(gamma_init))) if gamma_init is not None else None
+            # shape (1,), not a 0-dim scalar: DeepSpeed 0.19's parameter broadcast fails on 0-dim tensors
+            self.gamma = nn.Parameter(torch.full((1,), float(gamma_init))) if gamma_init is not None else None
 
     def attention_maps(self, features_BCHW: torch.Tensor) -> torch.Tensor:
         """(B, K, H, W) maps, each a softmax over the H·W positions."""

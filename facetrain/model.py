@@ -2,8 +2,9 @@
 backbone -> Soft Attention on its last feature map -> merge with the unattended features ->
 L2 normalisation -> fully connected layer to 128 -> L2-normalised embedding.
 
-Backbones: facenet-pytorch's InceptionResnetV1 (last block ``block8``, 1792 channels) or
-torchvision's ResNet-50 (last block ``layer4``, 2048 channels).  Pretrained weights are never
+Backbones: facenet-pytorch's InceptionResnetV1 (last block ``block8``, 1792 channels),
+torchvision's ResNet-50 (last block ``layer4``, 2048 channels), or a small 4-block CNN for CPU
+demos and tests.  Pretrained weights are never
 downloaded: they are read from a local file (``pretrained_path``, or the file name
 facenet-pytorch would have cached under ``$TORCH_HOME/checkpoints``), and asking for weights
 that are not there is an error naming the path.  The paper trains only the last block of the
@@ -32,7 +33,8 @@ FACENET_FILES = {"vggface2": "20180402-114759-vggface2.pt", "casia-webface": "20
 class FaceModelConfig:
     """The embedding network."""
 
-    backbone: Literal["inception_resnet_v1", "resnet50"] = "inception_resnet_v1"
+    backbone: Literal["inception_resnet_v1", "resnet50", "small"] = "inception_resnet_v1"
+    """``small``: four conv blocks for CPU demos and tests (64-112 px inputs)."""
     pretrained: Literal["none", "vggface2", "casia-webface", "file"] = "none"
     """Backbone weights: facenet-pytorch's sets, or ``file`` (a state dict at pretrained_path)."""
     pretrained_path: str = ""
@@ -76,6 +78,19 @@ def _resnet_backbone(config: FaceModelConfig) -> tuple[nn.Sequential, str]:
     return nn.Sequential(OrderedDict((n, getattr(network, n)) for n in layers)), "layer4"
 
 
+def _small_backbone(config: FaceModelConfig) -> tuple[nn.Sequential, str]:
+    if config.pretrained != "none":
+        raise ValueError("the small backbone has no pretrained weights")
+    blocks, channels = OrderedDict(), 3
+    for index, width in enumerate((32, 64, 128, 128)):
+        blocks[f"block{index + 1}"] = nn.Sequential(
+            nn.Conv2d(channels, width, 3, padding=1, bias=False), nn.GroupNorm(8, width), nn.ReLU(inplace=True),
+            nn.Conv2d(width, width, 3, padding=1, bias=False), nn.GroupNorm(8, width), nn.ReLU(inplace=True),
+            nn.MaxPool2d(2))
+        channels = width
+    return nn.Sequential(blocks), "block4"
+
+
 def _load_weights(path: Path, config: FaceModelConfig) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise FileNotFoundError(
@@ -90,7 +105,8 @@ class AttentionFaceNet(nn.Module):
     def __init__(self, config: FaceModelConfig):
         super().__init__()
         self.config = config
-        build = _facenet_backbone if config.backbone == "inception_resnet_v1" else _resnet_backbone
+        build = {"inception_resnet_v1": _facenet_backbone, "resnet50": _resnet_backbone,
+                 "small": _small_backbone}[config.backbone]
         self.backbone, last_block = build(config)
         channels, height, width = self._feature_shape()
         if config.attention:

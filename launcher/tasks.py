@@ -14,6 +14,7 @@ from launcher.config import ConfigError
 
 TASKS: dict[str, str] = {
     "face_identity": "facetrain.identity_task:IdentityClassificationTask",
+    "face_triplet": "facetrain.face_task:FaceTripletTask",
 }
 
 

@@ -1,0 +1,154 @@
+"""Face embeddings with online triplet mining across ranks, judged by verification.
+
+Training: P×K batches from the shard reader, the attention FaceNet, the triplet loss with
+each rank's anchors mining the global batch (facetrain/triplet.py).  Evaluation: every rank
+embeds its share of the evaluation split (optionally with the flipped image added), the
+embeddings are gathered once, and pairs are scored with the LFW protocol
+(facetrain/verification.py): the shard folder's LFW pairs when it has them, otherwise pairs
+drawn deterministically (balanced, 10 folds) from the held-out identities.  A ROC plot of every
+evaluation so far is written to run_dir/roc.png.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.distributed as torch_dist
+import torch.nn.functional as F
+from torch import nn
+
+from facetrain.model import AttentionFaceNet, FaceModelConfig
+from facetrain.triplet import distributed_triplet_loss
+from facetrain.verification import VerificationResult, evaluate_pairs, plot_roc
+from launcher.dist import DistInfo
+from launcher.schema import TaskConfig
+from shards.augment import normalize_batch
+from shards.eval_reader import eval_loader
+from shards.loader import StreamLoader
+from shards.manifest import load_manifest
+from shards.stream import StreamConfig
+
+
+@dataclass(frozen=True)
+class FaceTripletConfig(TaskConfig):
+    """Attention FaceNet trained with online triplet mining."""
+
+    stream: StreamConfig = field(default_factory=lambda: StreamConfig(shards=""))
+    model: FaceModelConfig = field(default_factory=FaceModelConfig)
+    margin: float = 0.2
+    """α of the triplet loss (FaceNet: 0.2 on squared distances)."""
+    mining: Literal["semi_hard", "batch_hard", "batch_all"] = "semi_hard"
+    squared: bool = True
+    """Squared Euclidean distance (FaceNet) or plain Euclidean."""
+    eval_split: str = "val"
+    eval_batch_size: int = 128
+    eval_folds: int = 10
+    eval_pairs_per_fold: int = 300
+    """Generated pairs per fold (half matched, half mismatched) when the shards have no LFW pairs."""
+    flip_test: bool = True
+    """Embed image and mirror image, sum, normalise (insightface's flip test)."""
+
+    def __post_init__(self) -> None:
+        if not self.stream.shards:
+            raise ValueError("stream.shards must name a shard folder")
+        if self.stream.mode != "pk":
+            raise ValueError("triplet mining needs stream.mode: pk")
+
+
+class FaceTripletTask:
+    Config = FaceTripletConfig
+
+    def __init__(self, config: FaceTripletConfig):
+        self.config = config
+        self.micro_batch_size = config.stream.batch_samples
+        self.dist: DistInfo | None = None
+        self.history: dict[str, VerificationResult] = {}
+
+    def build_model(self) -> nn.Module:
+        return AttentionFaceNet(self.config.model)
+
+    def train_batches(self, dist: DistInfo, position: dict[str, Any] | None) -> StreamLoader:
+        self.dist = dist
+        return StreamLoader(self.config.stream, dist.rank, dist.world_size, position, dist.device)
+
+    def _images(self, batch_images: torch.Tensor, model: nn.Module) -> torch.Tensor:
+        dtype = next(model.parameters()).dtype
+        return normalize_batch(batch_images, self.config.stream.augment, dtype)
+
+    def step(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
+        embeddings, _ = model(self._images(batch["image"], model))
+        c = self.config
+        loss, stats = distributed_triplet_loss(embeddings.float(), batch["label"], self.dist, c.margin, c.mining,
+                                               c.squared)
+        return loss, {"active_triplets": stats.active_fraction, "d_ap": stats.mean_positive_distance,
+                      "d_an": stats.mean_negative_distance, "hardest_d_an": stats.hardest_negative_distance}
+
+    def evaluate(self, model: nn.Module, dist: DistInfo, run_dir: Path) -> dict[str, float]:
+        c = self.config
+        keys, labels, embeddings = self._embed_split(model, dist)
+        pairs = lfw_pairs(c.stream.shards, keys) or generated_pairs(labels, c.eval_folds, c.eval_pairs_per_fold)
+        a, b, same, folds = pairs
+        distances = ((embeddings[a] - embeddings[b]) ** 2).sum(1)
+        result = evaluate_pairs(distances, same, folds)
+        step = len(self.history)
+        self.history[f"evaluation {step}"] = result
+        if dist.is_main:
+            plot_roc(self.history, Path(run_dir) / "roc.png")
+        return {"verification_" + k: v for k, v in result.metrics().items()
+                if k in ("accuracy", "accuracy_std", "val", "far", "auc", "eer", "pairs")}
+
+    def _embed_split(self, model: nn.Module, dist: DistInfo):
+        """(keys, labels, embeddings) of the whole evaluation split in index order, on every rank."""
+        c = self.config
+        local: list[tuple] = []
+        for batch in eval_loader(c.stream.shards, c.eval_split, dist.rank, dist.world_size, c.eval_batch_size,
+                                 c.stream.augment):
+            images = self._images(batch["image"].to(dist.device), model)
+            embedding, _ = model(images)
+            if c.flip_test:
+                embedding = F.normalize(embedding + model(images.flip(-1))[0], dim=1)
+            local += zip(batch["index"].tolist(), batch["key"], batch["label"].tolist(),
+                         embedding.float().cpu().numpy(), strict=True)
+        gathered = [None] * dist.world_size
+        if dist.world_size > 1:
+            torch_dist.all_gather_object(gathered, local)
+        else:
+            gathered = [local]
+        rows = sorted((row for part in gathered for row in part), key=lambda row: row[0])
+        _, keys, labels, embeddings = zip(*rows, strict=True)
+        return list(keys), np.array(labels), np.stack(embeddings).astype(np.float64)
+
+
+def lfw_pairs(shards: str, keys: list[str]):
+    """The shard folder's own pairs (an ``lfw-pairs`` build), as row indices; None without."""
+    manifest = load_manifest(Path(shards))
+    if "pairs" not in manifest:
+        return None
+    row = {key: i for i, key in enumerate(keys)}
+    usable = [p for p in manifest["pairs"] if p["a"] in row and p["b"] in row]
+    return (np.array([row[p["a"]] for p in usable]), np.array([row[p["b"]] for p in usable]),
+            np.array([p["same"] for p in usable]), np.array([p["fold"] for p in usable]))
+
+
+def generated_pairs(labels: np.ndarray, folds: int, per_fold: int, seed: int = 0):
+    """Balanced pairs of held-out samples, deterministic in (labels, seed): per fold, half
+    matched (two images of one identity) and half mismatched (images of two identities)."""
+    rng = np.random.default_rng(seed)
+    by_label = {label: np.flatnonzero(labels == label) for label in np.unique(labels)}
+    several = [label for label, rows in by_label.items() if len(rows) >= 2]
+    if not several or len(by_label) < 2:
+        raise ValueError("the evaluation split needs identities with 2+ images and 2+ identities")
+    pairs = []  # (a, b, same, fold)
+    for fold in range(folds):
+        for _ in range(per_fold // 2):
+            first, second = rng.choice(by_label[several[rng.integers(len(several))]], 2, replace=False)
+            pairs.append((first, second, True, fold))
+        for _ in range(per_fold // 2):
+            one, other = rng.choice(list(by_label), 2, replace=False)
+            pairs.append((rng.choice(by_label[one]), rng.choice(by_label[other]), False, fold))
+    a, b, same, fold_of = zip(*pairs, strict=True)
+    return np.array(a), np.array(b), np.array(same), np.array(fold_of)
