@@ -1,7 +1,8 @@
 """Face embeddings with online triplet mining across ranks, judged by verification.
 
 Training: P×K batches from the shard reader, the attention FaceNet, the triplet loss with
-each rank's anchors mining the global batch (facetrain/triplet.py).  Evaluation: every rank
+each rank's anchors mining the global batch (facetrain/triplet.py), optionally with (or
+replaced by) an ArcFace or CosFace head (facetrain/margin_heads.py).  Evaluation: every rank
 embeds its share of the evaluation split (optionally with the flipped image added), the
 embeddings are gathered once, and pairs are scored with the LFW protocol
 (facetrain/verification.py): the shard folder's LFW pairs when it has them, otherwise pairs
@@ -21,6 +22,7 @@ import torch.distributed as torch_dist
 import torch.nn.functional as F
 from torch import nn
 
+from facetrain.margin_heads import MarginHead
 from facetrain.model import AttentionFaceNet, FaceModelConfig
 from facetrain.triplet import distributed_triplet_loss
 from facetrain.verification import VerificationResult, evaluate_pairs, plot_roc
@@ -39,8 +41,16 @@ class FaceTripletConfig(TaskConfig):
 
     stream: StreamConfig = field(default_factory=lambda: StreamConfig(shards=""))
     model: FaceModelConfig = field(default_factory=FaceModelConfig)
+    objective: Literal["triplet", "arcface", "cosface", "triplet+arcface", "triplet+cosface"] = "triplet"
+    """The paper's triplet loss, an additive-margin softmax head, or both added."""
     margin: float = 0.2
     """α of the triplet loss (FaceNet: 0.2 on squared distances)."""
+    class_margin: float = 0.0
+    """m of the ArcFace/CosFace head; 0 takes the head's default (0.5 ArcFace, 0.35 CosFace)."""
+    class_scale: float = 64.0
+    """s of the ArcFace/CosFace head."""
+    head_weight: float = 1.0
+    """Weight of the head's loss when added to the triplet loss."""
     mining: Literal["semi_hard", "batch_hard", "batch_all"] = "semi_hard"
     squared: bool = True
     """Squared Euclidean distance (FaceNet) or plain Euclidean."""
@@ -59,6 +69,21 @@ class FaceTripletConfig(TaskConfig):
             raise ValueError("triplet mining needs stream.mode: pk")
 
 
+class FaceEmbeddingModel(nn.Module):
+    """The attention FaceNet and, for margin objectives, its class-centre head, in one module so
+    the engine sees (and shards, and checkpoints) every trained parameter."""
+
+    def __init__(self, network: AttentionFaceNet, head: MarginHead | None):
+        super().__init__()
+        self.network, self.head = network, head
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None):
+        """(embeddings, attention maps, head loss or None)."""
+        embeddings, maps = self.network(images)
+        head_loss = self.head(embeddings, labels) if self.head is not None and labels is not None else None
+        return embeddings, maps, head_loss
+
+
 class FaceTripletTask:
     Config = FaceTripletConfig
 
@@ -67,9 +92,16 @@ class FaceTripletTask:
         self.micro_batch_size = config.stream.batch_samples
         self.dist: DistInfo | None = None
         self.history: dict[str, VerificationResult] = {}
+        self.triplet = config.objective.startswith("triplet")
+        self.head_kind = config.objective.rpartition("+")[2] if config.objective != "triplet" else None
 
     def build_model(self) -> nn.Module:
-        return AttentionFaceNet(self.config.model)
+        c = self.config
+        head = None
+        if self.head_kind:
+            classes = len(load_manifest(Path(c.stream.shards))["labels"])
+            head = MarginHead(classes, c.model.embedding_dim, self.head_kind, c.class_scale, c.class_margin or None)
+        return FaceEmbeddingModel(AttentionFaceNet(c.model), head)
 
     def train_batches(self, dist: DistInfo, position: dict[str, Any] | None) -> StreamLoader:
         self.dist = dist
@@ -80,12 +112,18 @@ class FaceTripletTask:
         return normalize_batch(batch_images, self.config.stream.augment, dtype)
 
     def step(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
-        embeddings, _ = model(self._images(batch["image"], model))
         c = self.config
-        loss, stats = distributed_triplet_loss(embeddings.float(), batch["label"], self.dist, c.margin, c.mining,
-                                               c.squared)
-        return loss, {"active_triplets": stats.active_fraction, "d_ap": stats.mean_positive_distance,
+        labels = batch["label"]
+        embeddings, _, head_loss = model(self._images(batch["image"], model), labels if self.head_kind else None)
+        loss, logged = embeddings.new_zeros((), dtype=torch.float32), {}
+        if self.triplet:
+            loss, stats = distributed_triplet_loss(embeddings.float(), labels, self.dist, c.margin, c.mining, c.squared)
+            logged = {"active_triplets": stats.active_fraction, "d_ap": stats.mean_positive_distance,
                       "d_an": stats.mean_negative_distance, "hardest_d_an": stats.hardest_negative_distance}
+        if head_loss is not None:
+            loss = loss + c.head_weight * head_loss
+            logged[f"{self.head_kind}_loss"] = head_loss.item()
+        return loss, logged
 
     def evaluate(self, model: nn.Module, dist: DistInfo, run_dir: Path) -> dict[str, float]:
         c = self.config
@@ -108,7 +146,7 @@ class FaceTripletTask:
         for batch in eval_loader(c.stream.shards, c.eval_split, dist.rank, dist.world_size, c.eval_batch_size,
                                  c.stream.augment):
             images = self._images(batch["image"].to(dist.device), model)
-            embedding, _ = model(images)
+            embedding = model(images)[0]
             if c.flip_test:
                 embedding = F.normalize(embedding + model(images.flip(-1))[0], dim=1)
             local += zip(batch["index"].tolist(), batch["key"], batch["label"].tolist(),

@@ -78,3 +78,18 @@ def test_face_task_trains_evaluates_and_resumes_exactly(face_shards, tmp_path, s
         assert torch.equal(expected[name], got[name]), name
     saved = torch.load(tmp_path / "resumed" / "checkpoints" / "step00000010" / "rank00001.pt", weights_only=False)
     assert saved["reader"]["batches"] == 10 and saved["reader"]["world_size"] == 2
+
+
+def test_triplet_plus_arcface_objective(face_shards, tmp_path, subprocess_env):
+    job = json.loads(json.dumps(JOB))
+    job["task"]["stream"]["shards"] = str(face_shards)
+    job["task"]["objective"] = "triplet+arcface"
+    job["train"].update(steps=10, eval_at_start=False)
+    job["run_dir"] = str(tmp_path / "arc")
+    config = tmp_path / "arc.yaml"
+    config.write_text(yaml.safe_dump(job))
+    proc = run_job(config, subprocess_env)
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    assert "arcface_loss" in proc.stderr and "active_triplets" in proc.stderr
+    parameters = final_parameters(config, 10)
+    assert parameters["head.centres"].shape == (30, 128)  # one centre per identity in the manifest
