@@ -54,7 +54,10 @@ class FaceTripletConfig(TaskConfig):
     mining: Literal["semi_hard", "batch_hard", "batch_all"] = "semi_hard"
     squared: bool = True
     """Squared Euclidean distance (FaceNet) or plain Euclidean."""
+    eval_shards: str = ""
+    """Shard folder for verification (e.g. an ``lfw-pairs`` build); empty: stream.shards."""
     eval_split: str = "val"
+    """Split of the evaluation folder (an lfw-pairs build puts everything in ``test``)."""
     eval_batch_size: int = 128
     eval_folds: int = 10
     eval_pairs_per_fold: int = 300
@@ -92,6 +95,7 @@ class FaceTripletTask:
         self.micro_batch_size = config.stream.batch_samples
         self.dist: DistInfo | None = None
         self.history: dict[str, VerificationResult] = {}
+        self.eval_shards = config.eval_shards or config.stream.shards
         self.triplet = config.objective.startswith("triplet")
         self.head_kind = config.objective.rpartition("+")[2] if config.objective != "triplet" else None
 
@@ -128,7 +132,7 @@ class FaceTripletTask:
     def evaluate(self, model: nn.Module, dist: DistInfo, run_dir: Path) -> dict[str, float]:
         c = self.config
         keys, labels, embeddings = self._embed_split(model, dist)
-        pairs = lfw_pairs(c.stream.shards, keys) or generated_pairs(labels, c.eval_folds, c.eval_pairs_per_fold)
+        pairs = lfw_pairs(self.eval_shards, keys) or generated_pairs(labels, c.eval_folds, c.eval_pairs_per_fold)
         a, b, same, folds = pairs
         distances = ((embeddings[a] - embeddings[b]) ** 2).sum(1)
         result = evaluate_pairs(distances, same, folds)
@@ -143,7 +147,7 @@ class FaceTripletTask:
         """(keys, labels, embeddings) of the whole evaluation split in index order, on every rank."""
         c = self.config
         local: list[tuple] = []
-        for batch in eval_loader(c.stream.shards, c.eval_split, dist.rank, dist.world_size, c.eval_batch_size,
+        for batch in eval_loader(self.eval_shards, c.eval_split, dist.rank, dist.world_size, c.eval_batch_size,
                                  c.stream.augment):
             images = self._images(batch["image"].to(dist.device), model)
             embedding = model(images)[0]

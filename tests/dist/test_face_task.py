@@ -15,6 +15,7 @@ import yaml
 
 from facetrain.demo_data import write_casia_layout
 from shards.cli import main as shards_main
+from tests.fixtures import datasets
 from tests.dist.jobs import final_parameters, run_job
 
 JOB = {
@@ -80,10 +81,14 @@ def test_face_task_trains_evaluates_and_resumes_exactly(face_shards, tmp_path, s
     assert saved["reader"]["batches"] == 10 and saved["reader"]["world_size"] == 2
 
 
-def test_triplet_plus_arcface_objective(face_shards, tmp_path, subprocess_env):
+def test_triplet_plus_arcface_evaluated_on_lfw_pairs(face_shards, tmp_path, subprocess_env):
+    datasets.make_lfw(tmp_path / "lfw")
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert shards_main(["build", "lfw-pairs", str(tmp_path / "lfw"), str(tmp_path / "lfw_shards")]) == 0
     job = json.loads(json.dumps(JOB))
     job["task"]["stream"]["shards"] = str(face_shards)
     job["task"]["objective"] = "triplet+arcface"
+    job["task"].update(eval_shards=str(tmp_path / "lfw_shards"), eval_split="test")
     job["train"].update(steps=10, eval_at_start=False)
     job["run_dir"] = str(tmp_path / "arc")
     config = tmp_path / "arc.yaml"
@@ -93,3 +98,5 @@ def test_triplet_plus_arcface_objective(face_shards, tmp_path, subprocess_env):
     assert "arcface_loss" in proc.stderr and "active_triplets" in proc.stderr
     parameters = final_parameters(config, 10)
     assert parameters["head.centres"].shape == (30, 128)  # one centre per identity in the manifest
+    results = json.loads((tmp_path / "arc" / "results.json").read_text())
+    assert results["evaluations"][-1]["metrics"]["verification_pairs"] == 7  # the LFW fixture's usable pairs
