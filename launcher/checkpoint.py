@@ -21,7 +21,7 @@ import torch
 import torch.distributed as torch_dist
 
 from launcher.config import dump_config
-from launcher.dist import DistInfo
+from launcher.dist import DistInfo, all_reduce_sum
 from launcher.errors import JobError
 
 log = logging.getLogger(__name__)
@@ -80,10 +80,6 @@ class Checkpointer:
         self.keep_last = keep_last
         self.dist = dist
 
-    def newest_complete(self) -> str | None:
-        tags = complete_tags(self.directory)
-        return tags[-1] if tags else None
-
     def save(self, engine, step: int, rank_state: dict[str, Any], job: Any) -> str:
         """Collective: every rank calls it at the same step."""
         started = time.monotonic()
@@ -129,6 +125,29 @@ class Checkpointer:
         restore_rng_states(rank_state.pop("rng"))
         log.info("resumed from %s", path)
         return rank_state
+
+    def load_newest(self, engine) -> dict[str, Any]:
+        """Restore the newest checkpoint that every rank can read; one that is damaged (a
+        truncated or corrupt file) is skipped with a warning in favour of the one before.
+        Returns this rank's saved state, or {} when there is no checkpoint."""
+        tags = complete_tags(self.directory)
+        for tag in reversed(tags):
+            try:
+                rank_state, failure = self.load(engine, tag), ""
+            except JobError:
+                raise
+            except Exception as exc:  # torch.load / zip / pickle errors of a damaged file
+                rank_state, failure = {}, f"{type(exc).__name__}: {exc}"
+            if failure:
+                log.warning("%s: unreadable on rank %d (%s)", self.directory / tag, self.dist.rank, failure)
+            failed = int(all_reduce_sum(torch.tensor([float(bool(failure))]), self.dist).item())
+            if not failed:  # the ranks agree, or they would resume from different steps
+                return rank_state
+            if self.dist.is_main:
+                log.warning("checkpoint %s unreadable on %d rank(s); falling back to the previous one", tag, failed)
+        if tags:
+            raise JobError(f"{self.directory}: none of the {len(tags)} complete checkpoints can be read")
+        return {}
 
     def _prune(self) -> None:
         if self.keep_last <= 0:

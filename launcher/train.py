@@ -58,12 +58,11 @@ def run(job, dist: DistInfo, resume: bool) -> bool:
     checkpointer = Checkpointer(run_dir / "checkpoints", job.checkpoint.keep_last, dist)
     if not resume and (existing := existing_checkpoint_error(run_dir)):
         raise existing
-    tag = checkpointer.newest_complete()
     stop = StopSignal()
     task = task_class(job.task.name)(job.task)
     seed_everything(job.train.seed)  # the same initial model on every rank
     engine = build_engine(task.build_model(), job, task.micro_batch_size, dist)
-    rank_state = checkpointer.load(engine, tag) if resume and tag else {}
+    rank_state = checkpointer.load_newest(engine) if resume else {}
     if not rank_state:
         seed_everything(job.train.seed + 1 + dist.rank)  # per-rank streams (dropout, augment)
     ctx = RunContext(

@@ -93,3 +93,18 @@ def test_sigterm_checkpoints_at_the_next_step_and_exits_zero(tmp_path, subproces
     stopped_at = int(saved[0].removeprefix("step"))
     assert_ok(run_job(config, subprocess_env, "--resume", "--set", f"train.steps={stopped_at + 5}"))
     assert (checkpoint_dir(config) / f"step{stopped_at + 5:08d}" / "complete.json").exists()
+
+
+def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, subprocess_env):
+    config = write_job(tmp_path, train={"steps": 30})  # checkpoints at 10, 20, 30, all kept
+    assert_ok(run_job(config, subprocess_env))
+    reference = final_parameters(config, 30)
+    model_states = checkpoint_dir(config) / "step00000030" / "mp_rank_00_model_states.pt"
+    model_states.write_bytes(model_states.read_bytes()[:1000])  # truncated after it was marked complete
+    proc = run_job(config, subprocess_env, "--resume")
+    assert_ok(proc)
+    assert "checkpoint step00000030 unreadable on 2 rank(s); falling back to the previous one" in proc.stderr
+    assert "resumed from" in proc.stderr and "step00000020" in proc.stderr.split("resumed from", 1)[1][:300]
+    got = final_parameters(config, 30)  # steps 21..30 again, from step 20: the same end
+    for name in reference:
+        assert torch.equal(reference[name], got[name]), name
