@@ -27,12 +27,17 @@ from facetrain.model import AttentionFaceNet, FaceModelConfig
 from facetrain.triplet import distributed_triplet_loss
 from facetrain.verification import VerificationResult, evaluate_pairs, plot_roc
 from launcher.dist import DistInfo
+from launcher.errors import reported_as_job_error
 from launcher.schema import TaskConfig
 from shards.augment import normalize_batch
 from shards.eval_reader import eval_loader
 from shards.loader import StreamLoader
-from shards.manifest import load_manifest
+from shards.manifest import ManifestError, load_manifest
 from shards.stream import StreamConfig
+
+# A shard folder or weights file that is missing, or a dataset that cannot fill a batch: the
+# user's to fix, so one clear line rather than a stack trace.
+SETUP_ERRORS = (ManifestError, FileNotFoundError, ValueError)
 
 
 @dataclass(frozen=True)
@@ -102,14 +107,16 @@ class FaceTripletTask:
     def build_model(self) -> nn.Module:
         c = self.config
         head = None
-        if self.head_kind:
-            classes = len(load_manifest(Path(c.stream.shards))["labels"])
-            head = MarginHead(classes, c.model.embedding_dim, self.head_kind, c.class_scale, c.class_margin or None)
-        return FaceEmbeddingModel(AttentionFaceNet(c.model), head)
+        with reported_as_job_error(*SETUP_ERRORS):
+            if self.head_kind:
+                classes = len(load_manifest(Path(c.stream.shards))["labels"])
+                head = MarginHead(classes, c.model.embedding_dim, self.head_kind, c.class_scale, c.class_margin or None)
+            return FaceEmbeddingModel(AttentionFaceNet(c.model), head)
 
     def train_batches(self, dist: DistInfo, position: dict[str, Any] | None) -> StreamLoader:
         self.dist = dist
-        return StreamLoader(self.config.stream, dist.rank, dist.world_size, position, dist.device)
+        with reported_as_job_error(*SETUP_ERRORS):
+            return StreamLoader(self.config.stream, dist.rank, dist.world_size, position, dist.device)
 
     def _images(self, batch_images: torch.Tensor, model: nn.Module) -> torch.Tensor:
         dtype = next(model.parameters()).dtype

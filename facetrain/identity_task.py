@@ -104,6 +104,7 @@ class InMemoryBatches:
             )
         position = position or {"epoch": 0, "batch": 0}
         self.epoch, self.batch = position["epoch"], position["batch"]
+        self._order_epoch, self._order = -1, torch.empty(0, dtype=torch.long)
 
     def state_dict(self) -> dict[str, int]:
         return {"epoch": self.epoch, "batch": self.batch}
@@ -114,9 +115,11 @@ class InMemoryBatches:
     def __next__(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self.batch == self.steps_per_epoch:
             self.epoch, self.batch = self.epoch + 1, 0
-        order = torch.randperm(len(self.labels), generator=self._generator(self.epoch))
+        if self._order_epoch != self.epoch:
+            self._order_epoch, self._order = self.epoch, torch.randperm(len(self.labels),
+                                                                         generator=self._generator(self.epoch))
         start = (self.batch * self.world_size + self.rank) * self.batch_size
-        index = order[start : start + self.batch_size]
+        index = self._order[start : start + self.batch_size]
         images = to_model_input(self.images[index])
         if self.hflip:
             flip = torch.rand(len(index), generator=self._generator(self.epoch, self.batch, self.rank)) < 0.5

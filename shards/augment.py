@@ -19,7 +19,8 @@ import torch
 from PIL import Image
 from torchvision.transforms.v2 import functional as F
 
-IMAGE_FIELDS = ("jpg", "png")
+from shards.items import IMAGE_FIELDS
+
 NORMALIZATION = {
     # FaceNet's fixed_image_standardization: (x - 127.5) / 128
     "facenet": ([127.5] * 3, [128.0] * 3),

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
+IMAGE_FIELDS = ("jpg", "png")
+"""Sample fields that hold the encoded image."""
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,9 @@ from typing import Any
 
 from PIL import Image
 
+from shards.items import IMAGE_FIELDS
 from shards.manifest import load_manifest
 from shards.writer import sha256_of
-
-IMAGE_FIELDS = ("jpg", "png")
 
 
 def read_samples(path: Path) -> tuple[dict[str, dict[str, bytes]], str | None]:

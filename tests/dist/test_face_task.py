@@ -100,3 +100,11 @@ def test_triplet_plus_arcface_evaluated_on_lfw_pairs(face_shards, tmp_path, subp
     assert parameters["head.centres"].shape == (30, 128)  # one centre per identity in the manifest
     results = json.loads((tmp_path / "arc" / "results.json").read_text())
     assert results["evaluations"][-1]["metrics"]["verification_pairs"] == 7  # the LFW fixture's usable pairs
+
+
+def test_a_missing_shard_folder_is_one_clear_line(tmp_path, subprocess_env):
+    config = write(tmp_path, "missing", tmp_path / "no_such_shards")
+    proc = run_job(config, subprocess_env, nproc=1)
+    assert proc.returncode != 0
+    assert f"ERROR launcher: {tmp_path / 'no_such_shards' / 'manifest.json'}: missing" in proc.stderr
+    assert "facetrain/face_task.py" not in proc.stderr  # no stack trace of ours

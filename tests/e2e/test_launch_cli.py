@@ -50,3 +50,18 @@ def test_existing_run_needs_resume_or_fresh(tmp_path, subprocess_env):
     assert proc.returncode == 2
     assert "already holds checkpoint step00000010; pass --resume" in proc.stderr
     assert launch(config, "--resume", "--dry-run", env=subprocess_env).returncode == 0
+
+
+def test_fresh_deletes_checkpoints_and_results_then_launches(tmp_path, monkeypatch):
+    from launcher import cli
+
+    config = write_job(tmp_path)
+    marker = tmp_path / "job" / "checkpoints" / "step00000010" / "complete.json"
+    marker.parent.mkdir(parents=True)
+    marker.write_text("{}")
+    (tmp_path / "job" / "results.json").write_text("{}")
+    launched = []
+    monkeypatch.setattr(cli.os, "execve", lambda path, argv, env: launched.append(argv))
+    cli.main([str(config), "--nproc", "2", "--fresh"])
+    assert not (tmp_path / "job" / "checkpoints").exists() and not (tmp_path / "job" / "results.json").exists()
+    assert launched and launched[0][-1] == str(config)  # started without --resume
