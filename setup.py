@@ -27,6 +27,7 @@ setup(
         "h5py>=3.10,<4",
         "matplotlib>=3.8,<4",
         "pillow>=10,<13",
+        "psutil>=5.9,<8",
     ],
     # scikit-image only for its bundled sample photograph (the MTCNN alignment test).
     extras_require={"dev": ["pytest>=8,<10", "ruff>=0.6,<1", "scikit-image>=0.22,<1"]},

@@ -1,8 +1,12 @@
-"""``launch``: validate a job config, then start its processes with torchrun.
+"""``launch``: validate a job config, then start it where the cluster description says.
 
-    launch configs/demo.yaml --nproc 2 [--set train.steps=50] [--resume | --fresh] [--dry-run]
+    launch CONFIG [--cluster CLUSTER.yaml] [--nproc N] [--set key.path=value]
+           [--resume | --fresh] [--dry-run] [--submit]
 
-Every config mistake is reported here, before any process is spawned.
+Local (torchrun on this host), multi-node torchrun (static --node-rank, or c10d rendezvous
+with an elastic MIN:MAX node range), the deepspeed launcher with a hostfile, or a SLURM
+sbatch script. The flags below override single fields of the cluster file. Every config or
+cluster mistake is reported here, before any process is spawned.
 """
 
 from __future__ import annotations
@@ -11,45 +15,69 @@ import argparse
 import os
 import shlex
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
 from launcher.checkpoint import existing_checkpoint_error
+from launcher.cluster import ClusterConfig, load_cluster, rendezvous_id
+from launcher.commands import LaunchPlan, WorkerArgs, deepspeed_plan, default_nproc, torchrun_plan
+from launcher.errors import JobError
+from launcher.rendezvous import is_this_host, wait_for_endpoint
 from launcher.schema import load_job_config_or_report
+from launcher.slurm import sbatch_script
+from launcher.supervise import run_supervised
+
+CLUSTER_FLAGS = {  # flag -> (ClusterConfig field, type, help)
+    "--launcher": ("launcher", str, "local | torchrun | deepspeed | slurm"),
+    "--nproc": ("nproc_per_node", int, "processes per node (default: one per GPU, 1 on CPU hosts)"),
+    "--nnodes": ("nnodes", str, "N, or MIN:MAX for an elastic torchrun job"),
+    "--node-rank": ("node_rank", int, "this node's rank (static torchrun rendezvous)"),
+    "--rdzv-endpoint": ("rdzv_endpoint", str, "HOST:PORT of the first node"),
+    "--rdzv-id": ("rdzv_id", str, "rendezvous id (default: derived from run_dir)"),
+    "--rdzv-timeout": ("rdzv_timeout_s", int, "seconds to wait for the rendezvous host"),
+    "--max-restarts": ("max_restarts", int, "torchrun restarts of the worker group after a failure"),
+    "--hostfile": ("hostfile", str, "deepspeed hostfile ('HOST slots=N' lines)"),
+    "--include": ("include", str, "deepspeed --include"),
+    "--exclude": ("exclude", str, "deepspeed --exclude"),
+}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="launch", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("config", help="job config YAML")
-    parser.add_argument("--nproc", type=int, default=1,
-                        help="processes on this host (one per GPU on GPU hosts)")
+    parser.add_argument("--cluster", help="cluster description YAML (default: this host only)")
+    for flag, (_, kind, text) in CLUSTER_FLAGS.items():
+        parser.add_argument(flag, type=kind, help=text)
     parser.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
-                        help="override a config value (repeatable)")
+                        help="override a job config value (repeatable)")
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--resume", action="store_true",
                        help="continue from the newest complete checkpoint in run_dir")
     group.add_argument("--fresh", action="store_true",
                        help="delete run_dir's checkpoints and results first")
-    parser.add_argument("--dry-run", action="store_true", help="print the command only")
+    parser.add_argument("--dry-run", action="store_true", help="print the command (and files) only")
+    parser.add_argument("--submit", action="store_true", help="slurm: submit the script with sbatch")
     return parser.parse_args(argv)
 
 
-def torchrun_command(args: argparse.Namespace) -> list[str]:
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               f"--nproc_per_node={args.nproc}", "-m", "launcher.train", args.config]
-    for item in args.set:
-        command += ["--set", item]
-    if args.resume:
-        command.append("--resume")
-    return command
+def build_plan(cluster: ClusterConfig, worker: WorkerArgs, run_dir: Path, python: str) -> LaunchPlan:
+    nproc = default_nproc(cluster)
+    if cluster.launcher in ("local", "torchrun"):
+        return torchrun_plan(cluster, worker, nproc, rendezvous_id(cluster, str(run_dir)), python, os.environ)
+    if cluster.launcher == "deepspeed":
+        return deepspeed_plan(cluster, worker, nproc, run_dir, python, os.environ)
+    script = run_dir / "slurm" / "job.sbatch"
+    text = sbatch_script(cluster, worker, nproc, run_dir, rendezvous_id(cluster, str(run_dir)), python, Path.cwd())
+    return LaunchPlan(["sbatch", str(script)], {}, files={script: text})
 
 
-def thread_env(nproc: int) -> dict[str, str]:
-    """Split this host's cores between the processes (torchrun would set 1 each)."""
-    if "OMP_NUM_THREADS" in os.environ:
-        return {}
-    return {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // nproc))}
+def show(plan: LaunchPlan) -> None:
+    for path, text in plan.files.items():
+        print(f"# {path}\n{text}", end="" if text.endswith("\n") else "\n")
+    print(" ".join([*(f"{k}={shlex.quote(v)}" for k, v in plan.env.items()), *map(shlex.quote, plan.command)]),
+          flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,22 +85,43 @@ def main(argv: list[str] | None = None) -> int:
     job = load_job_config_or_report(args.config, args.set)
     if job is None:
         return 2
-    if args.nproc < 1:
-        print("error: --nproc must be at least 1", file=sys.stderr)
+    try:
+        cluster = load_cluster(args.cluster, {field: getattr(args, flag[2:].replace("-", "_"))
+                                              for flag, (field, _, _) in CLUSTER_FLAGS.items()})
+        if args.submit and cluster.launcher != "slurm":
+            raise JobError("--submit is for launcher 'slurm' (it hands the script to sbatch)")
+        run_dir = Path(job.run_dir)
+        existing = existing_checkpoint_error(run_dir)
+        if existing and not (args.resume or args.fresh):
+            raise existing
+        worker = WorkerArgs(args.config, tuple(args.set), args.resume)
+        plan = build_plan(cluster, worker, run_dir, sys.executable)
+        show(plan)
+        if args.dry_run:
+            return 0
+        return run(plan, cluster, run_dir, args)
+    except JobError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
-    run_dir = Path(job.run_dir)
-    if args.fresh and not args.dry_run:
+
+
+def run(plan: LaunchPlan, cluster: ClusterConfig, run_dir: Path, args: argparse.Namespace) -> int:
+    if args.fresh:
         shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
         (run_dir / "results.json").unlink(missing_ok=True)
-    existing = existing_checkpoint_error(run_dir)
-    if existing and not (args.resume or args.fresh):
-        print(f"error: {existing}", file=sys.stderr)
-        return 2
-    command, env = torchrun_command(args), thread_env(args.nproc)
-    print(" ".join([*(f"{k}={v}" for k, v in env.items()), *map(shlex.quote, command)]), flush=True)
-    if args.dry_run:
-        return 0
-    os.execve(command[0], command, {**os.environ, **env})
+    for path, text in plan.files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    if cluster.launcher == "slurm":
+        if not args.submit:
+            print(f"wrote {plan.command[1]}; submit it with: sbatch {plan.command[1]} (or launch ... --submit)")
+            return 0
+        if shutil.which("sbatch") is None:
+            raise JobError(f"sbatch is not on PATH: submit {plan.command[1]} from a SLURM login node")
+        return subprocess.run(plan.command).returncode
+    if plan.wait_for and not is_this_host(plan.wait_for[0]):
+        wait_for_endpoint(*plan.wait_for, timeout_s=cluster.rdzv_timeout_s)
+    return run_supervised(plan.command, {**os.environ, **plan.env}, run_dir / "checkpoints")
 
 
 if __name__ == "__main__":

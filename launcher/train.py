@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import random
 import sys
 import warnings
@@ -86,6 +87,12 @@ def run(job, dist: DistInfo, resume: bool) -> bool:
     return finished
 
 
+def lost_a_peer(exc: RuntimeError) -> bool:
+    """A collective that failed because another process went away (gloo raises a plain
+    RuntimeError from its TCP transport; NCCL and the stores raise DistError)."""
+    return isinstance(exc, torch_dist.DistError) or ("gloo" in str(exc) and "peer" in str(exc))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     job = load_job_config_or_report(args.config, args.set)
@@ -93,12 +100,24 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     dist = init_distributed()
     setup_logging(dist.rank)
+    # torchrun restarts the whole group after a failure with the same arguments; a restarted
+    # group must continue from the newest checkpoint, whatever the first launch said.
+    restart = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
+    if restart and dist.is_main:
+        log.warning("worker group restart %d: resuming from the newest complete checkpoint", restart)
     try:
-        run(job, dist, args.resume)
+        run(job, dist, args.resume or restart > 0)
         return 0
     except JobError as exc:
         log.error("%s", exc)
         return 2
+    except RuntimeError as exc:
+        if not lost_a_peer(exc):
+            log.exception("rank %d failed", dist.rank)
+            return 1
+        log.error("rank %d: a collective failed, most likely because another process of the job died "
+                  "(torchrun restarts the group when max_restarts allows): %s", dist.rank, str(exc).splitlines()[0])
+        return 1
     except Exception:
         log.exception("rank %d failed", dist.rank)
         return 1

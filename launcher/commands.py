@@ -1,0 +1,127 @@
+"""The exact command lines ``launch`` runs: torchrun (one host or many) and the deepspeed launcher.
+
+Pure functions of the cluster description and the worker's arguments, so ``--dry-run``
+prints what would run and the tests compare that text.  SLURM's script is in launcher/slurm.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from launcher.cluster import RESTART_SAFE_ENV, STOP_SIGNALS, ClusterConfig, nodes_range, threads_per_process
+from launcher.config import ConfigError
+from launcher.hostfile import active_slots, read_hostfile
+
+
+@dataclass(frozen=True)
+class WorkerArgs:
+    """What every worker process is started with: ``python -m launcher.train CONFIG ...``."""
+
+    config: str
+    overrides: tuple[str, ...] = ()
+    resume: bool = False
+    module: str = "launcher.train"
+
+    def argv(self) -> list[str]:
+        args = ["-m", self.module, self.config]
+        for item in self.overrides:
+            args += ["--set", item]
+        return args + (["--resume"] if self.resume else [])
+
+
+@dataclass(frozen=True)
+class LaunchPlan:
+    """A command, the variables set for it, files to write first, an endpoint to wait for."""
+
+    command: list[str]
+    env: dict[str, str]
+    files: dict[Path, str] = field(default_factory=dict)
+    wait_for: tuple[str, int] | None = None
+
+
+def thread_env(cluster: ClusterConfig, nproc: int, environ: Mapping[str, str]) -> dict[str, str]:
+    """Split the node's cores between its processes (torchrun alone would set 1 each);
+    a value the user exported wins unless the cluster file sets one."""
+    if cluster.threads_per_process is None and "OMP_NUM_THREADS" in environ:
+        return {}
+    return {"OMP_NUM_THREADS": str(threads_per_process(cluster, nproc))}
+
+
+def torchrun_plan(cluster: ClusterConfig, worker: WorkerArgs, nproc: int, rdzv_id: str, python: str,
+                  environ: Mapping[str, str]) -> LaunchPlan:
+    command = [python, "-m", "torch.distributed.run"]
+    wait_for = None
+    if not cluster.multi_node and not cluster.rdzv_host:
+        command.append("--standalone")
+    elif cluster.node_rank is not None:  # static rendezvous: node 0 hosts the store at the master address
+        host = _require_host(cluster)
+        command += [f"--nnodes={cluster.nnodes}", f"--node-rank={cluster.node_rank}",
+                    f"--master-addr={host}", f"--master-port={cluster.rdzv_port}"]
+        wait_for = (host, cluster.rdzv_port) if cluster.node_rank > 0 else None
+    else:
+        host = _require_host(cluster)
+        command += [f"--nnodes={cluster.nnodes}", "--rdzv-backend=c10d",
+                    f"--rdzv-endpoint={host}:{cluster.rdzv_port}", f"--rdzv-id={rdzv_id}",
+                    f"--rdzv-conf=join_timeout={cluster.rdzv_timeout_s}"]
+        wait_for = (host, cluster.rdzv_port)
+    command += [f"--nproc-per-node={nproc}", f"--max-restarts={cluster.max_restarts}",
+                f"--signals-to-handle={STOP_SIGNALS}", *worker.argv()]
+    env = {**thread_env(cluster, nproc, environ), "TORCH_ELASTIC_SHUTDOWN_TIMEOUT": str(cluster.stop_grace_s),
+           **RESTART_SAFE_ENV}
+    return LaunchPlan(command, env, wait_for=wait_for)
+
+
+def deepspeed_plan(cluster: ClusterConfig, worker: WorkerArgs, nproc: int, run_dir: Path, python: str,
+                   environ: Mapping[str, str]) -> LaunchPlan:
+    """The deepspeed launcher: this host (``nproc`` processes) or the hosts of a hostfile.
+
+    It never restarts failed workers (relaunch with --resume), and forwards only a few
+    variable prefixes to other nodes: the rest go in .deepspeed_env (REFERENCE.md §10).
+    """
+    command = [python, "-m", "deepspeed.launcher.runner"]
+    threads = thread_env(cluster, nproc, environ)
+    if not cluster.hostfile:
+        if cluster.multi_node or cluster.include or cluster.exclude:
+            raise ConfigError("cluster: the deepspeed launcher needs a hostfile for more than one node "
+                              "or for include/exclude")
+        command += [f"--num_gpus={nproc}", f"--master_port={cluster.rdzv_port}"]
+        return LaunchPlan([*command, "--no_local_rank", "--module", *worker.argv()[1:]], threads)
+
+    slots = active_slots(read_hostfile(cluster.hostfile), cluster.include, cluster.exclude, cluster.hostfile)
+    wanted = nodes_range(cluster.nnodes)[0]
+    if cluster.multi_node and len(slots) != wanted:
+        raise ConfigError(f"cluster: nnodes is {wanted} but hostfile {cluster.hostfile} "
+                          f"(after include/exclude) gives {len(slots)} host(s): {', '.join(slots)}")
+    threads = thread_env(cluster, max(len(s) for s in slots.values()), environ)
+    command.append(f"--hostfile={cluster.hostfile}")
+    if cluster.include:
+        command.append(f"--include={cluster.include}")
+    if cluster.exclude:
+        command.append(f"--exclude={cluster.exclude}")
+    command += [f"--master_addr={cluster.rdzv_host or next(iter(slots))}", f"--master_port={cluster.rdzv_port}",
+                "--no_local_rank", "--module", *worker.argv()[1:]]
+    env_file = run_dir / "launch" / ".deepspeed_env"
+    forwarded = {key: value for key, value in sorted(environ.items())
+                 if key.startswith(cluster.forward_env) and "\n" not in value}
+    lines = [f"{key}={value}" for key, value in {**forwarded, **threads}.items()]
+    return LaunchPlan(command, {"DS_ENV_FILE": str(env_file.absolute())}, files={env_file: "\n".join(lines) + "\n"})
+
+
+def _require_host(cluster: ClusterConfig) -> str:
+    if not cluster.rdzv_host:
+        raise ConfigError("cluster: a multi-node torchrun job needs rdzv_host (the first node; "
+                          "--rdzv-endpoint HOST:PORT)")
+    return cluster.rdzv_host
+
+
+def default_nproc(cluster: ClusterConfig) -> int:
+    """One process per GPU on GPU hosts, one on CPU-only hosts, unless the cluster says."""
+    if cluster.nproc_per_node is not None:
+        return cluster.nproc_per_node
+    if cluster.launcher == "slurm" and cluster.slurm.gpus_per_node:
+        return cluster.slurm.gpus_per_node
+    import torch
+
+    return torch.cuda.device_count() or 1
