@@ -5,6 +5,7 @@ import sys
 from launcher import tasks, train
 
 tasks.TASKS["nan_injecting"] = "tests.dist.nan_task:NanInjectingTask"
+tasks.TASKS["sample_recording"] = "tests.dist.sample_recording_task:SampleRecordingTask"
 
 if __name__ == "__main__":
     sys.exit(train.main())

@@ -9,48 +9,16 @@ import io
 import json
 import shutil
 
-import pytest
 import torch
-import yaml
 
-from facetrain.demo_data import write_casia_layout
 from shards.cli import main as shards_main
-from tests.fixtures import datasets
+from tests.dist.face_jobs import write_face_job
 from tests.dist.jobs import final_parameters, run_job
-
-JOB = {
-    "task": {
-        "name": "face_triplet",
-        "stream": {"shards": "", "identities_per_batch": 4, "images_per_identity": 3, "buffer_samples": 96,
-                   "num_workers": 1, "open_shards": 2, "augment": {"size": 32}},
-        "model": {"backbone": "small", "image_size": 32, "freeze": "none"},
-        "eval_pairs_per_fold": 40,
-        "eval_batch_size": 64,
-    },
-    "train": {"steps": 20, "seed": 1, "log_every": 5, "eval_at_start": True},
-    "optimizer": {"name": "adamw", "lr": 2.0e-3},
-    "deepspeed": {"zero_stage": 1},
-    "checkpoint": {"every_steps": 10, "keep_last": 0},
-}
-
-
-@pytest.fixture(scope="module")
-def face_shards(tmp_path_factory):
-    root = tmp_path_factory.mktemp("faces")
-    write_casia_layout(root / "casia", identities=30, images_per_identity=8, size=36)
-    with contextlib.redirect_stdout(io.StringIO()):
-        assert shards_main(["build", "casia-webface", str(root / "casia"), str(root / "shards"),
-                            "--split", "train=0.7,val=0.3", "--maxcount", "40"]) == 0
-    return root / "shards"
+from tests.fixtures import datasets
 
 
 def write(tmp_path, name, shards):
-    job = json.loads(json.dumps(JOB))
-    job["task"]["stream"]["shards"] = str(shards)
-    job["run_dir"] = str(tmp_path / name)
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(job))
-    return path
+    return write_face_job(tmp_path, name, shards)
 
 
 def test_face_task_trains_evaluates_and_resumes_exactly(face_shards, tmp_path, subprocess_env):
@@ -85,14 +53,9 @@ def test_triplet_plus_arcface_evaluated_on_lfw_pairs(face_shards, tmp_path, subp
     datasets.make_lfw(tmp_path / "lfw")
     with contextlib.redirect_stdout(io.StringIO()):
         assert shards_main(["build", "lfw-pairs", str(tmp_path / "lfw"), str(tmp_path / "lfw_shards")]) == 0
-    job = json.loads(json.dumps(JOB))
-    job["task"]["stream"]["shards"] = str(face_shards)
-    job["task"]["objective"] = "triplet+arcface"
-    job["task"].update(eval_shards=str(tmp_path / "lfw_shards"), eval_split="test")
-    job["train"].update(steps=10, eval_at_start=False)
-    job["run_dir"] = str(tmp_path / "arc")
-    config = tmp_path / "arc.yaml"
-    config.write_text(yaml.safe_dump(job))
+    config = write_face_job(tmp_path, "arc", face_shards, train={"steps": 10, "eval_at_start": False},
+                            task={"objective": "triplet+arcface", "eval_shards": str(tmp_path / "lfw_shards"),
+                                  "eval_split": "test"})
     proc = run_job(config, subprocess_env)
     assert proc.returncode == 0, proc.stderr[-5000:]
     assert "arcface_loss" in proc.stderr and "active_triplets" in proc.stderr

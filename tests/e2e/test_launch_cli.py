@@ -36,9 +36,10 @@ def test_dry_run_prints_the_torchrun_command(tmp_path, subprocess_env):
     proc = launch(config, "--nproc", 2, "--set", "train.steps=7", "--dry-run", env=subprocess_env)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().endswith(
-        f"-m torch.distributed.run --standalone --nproc_per_node=2 -m launcher.train {config} "
-        "--set train.steps=7"
+        "-m torch.distributed.run --standalone --nproc-per-node=2 --max-restarts=0 "
+        f"--signals-to-handle=SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1 -m launcher.train {config} --set train.steps=7"
     )
+    assert not (tmp_path / "job").exists()
 
 
 def test_existing_run_needs_resume_or_fresh(tmp_path, subprocess_env):
@@ -61,7 +62,7 @@ def test_fresh_deletes_checkpoints_and_results_then_launches(tmp_path, monkeypat
     marker.write_text("{}")
     (tmp_path / "job" / "results.json").write_text("{}")
     launched = []
-    monkeypatch.setattr(cli.os, "execve", lambda path, argv, env: launched.append(argv))
-    cli.main([str(config), "--nproc", "2", "--fresh"])
+    monkeypatch.setattr(cli, "run_supervised", lambda argv, env, checkpoints: launched.append(argv) or 0)
+    assert cli.main([str(config), "--nproc", "2", "--fresh"]) == 0
     assert not (tmp_path / "job" / "checkpoints").exists() and not (tmp_path / "job" / "results.json").exists()
     assert launched and launched[0][-1] == str(config)  # started without --resume

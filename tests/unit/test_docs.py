@@ -30,3 +30,11 @@ def test_every_task_key_is_documented(repo):
     text = (repo / "docs" / "configuration.md").read_text()
     for name in TASKS:
         assert documented_keys(text, f"### `{name}`") == field_names(task_config_class(name)) - {"name"}
+
+
+def test_every_cluster_key_is_documented(repo):
+    from launcher.cluster import ClusterConfig, SlurmConfig
+
+    text = (repo / "docs" / "configuration.md").read_text()
+    assert documented_keys(text, "## Cluster (`launch --cluster FILE`)") == field_names(ClusterConfig)
+    assert documented_keys(text, "### Cluster `slurm`") == field_names(SlurmConfig)
