@@ -22,6 +22,7 @@ from tqdm import tqdm
 from launcher.checkpoint import Checkpointer
 from launcher.dist import DistInfo, all_reduce_sum
 from launcher.errors import JobError
+from launcher.metrics import JobMetrics
 from launcher.results import format_table, write_results
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ class RunContext:
     dist: DistInfo
     run_dir: Path
     compute_dtype: torch.dtype
+    metrics: JobMetrics
     evaluations: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -126,15 +128,18 @@ def evaluate(ctx: RunContext, state: LoopState) -> None:
     ctx.engine.train()
     state.last_eval_step = state.step
     ctx.evaluations.append({"step": state.step, "metrics": metrics})
+    ctx.metrics.evaluated(state.step, metrics)
     if ctx.dist.is_main:
         write_results(ctx.run_dir / "results.json", summary(ctx, state), ctx.evaluations)
         tqdm.write(f"\nevaluation at step {state.step}\n{format_table(ctx.evaluations[-1:])}\n")
 
 
 def save_checkpoint(ctx: RunContext, state: LoopState) -> None:
+    started = time.monotonic()
     rank_state = {"reader": ctx.stream.state_dict(), "nonfinite_skipped": state.nonfinite_skipped}
     ctx.checkpointer.save(ctx.engine, state.step, rank_state, ctx.job)
     state.last_checkpoint_step = state.step
+    ctx.metrics.checkpoint_saved(time.monotonic() - started)
 
 
 def summary(ctx: RunContext, state: LoopState) -> dict[str, Any]:
@@ -158,10 +163,12 @@ def run_training(ctx: RunContext, state: LoopState, stop: StopSignal) -> bool:
     while state.step < train.steps:
         started = time.monotonic()
         batch = move_batch(next(ctx.stream), ctx.dist.device, ctx.compute_dtype)
+        fetched = time.monotonic()
         loss, stats = ctx.task.step(engine, batch)
         nonfinite_ranks, stop_now = agree(loss.detach().float(), stop.requested, ctx.dist)
         if nonfinite_ranks:
             state.nonfinite_skipped += 1
+            ctx.metrics.skipped_nonfinite()
             in_a_row += 1
             if ctx.dist.is_main:
                 log.warning("non-finite loss on %d of %d ranks at step %d: skipped (%d in a row)",
@@ -175,10 +182,13 @@ def run_training(ctx: RunContext, state: LoopState, stop: StopSignal) -> bool:
         in_a_row = 0
         engine.backward(loss)
         engine.step()
-        window.add(loss.item(), stats, time.monotonic() - started)
+        loss_value, seconds = loss.item(), time.monotonic() - started
+        window.add(loss_value, stats, seconds)
+        ctx.metrics.micro_step(ctx.task.micro_batch_size, loss_value, stats, seconds, fetched - started)
         if engine.global_steps == state.step:  # inside a gradient-accumulation window
             continue
         state.step = engine.global_steps
+        ctx.metrics.optimizer_step(state.step, engine.get_lr()[0], ctx.stream, ctx.dist.device)
         bar.update(1)
         if state.step % train.log_every == 0:
             means = window.reduce(ctx.task.micro_batch_size, ctx.dist)

@@ -112,6 +112,28 @@ class CheckpointConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    """The Prometheus exporter every rank runs (launcher/metrics.py)."""
+
+    enabled: bool = True
+    port: int = 9400
+    """This rank serves on port + local rank; 0: any free port. A busy port falls back to a free one
+    (with a warning); the file-SD targets always hold the real ports."""
+    address: str = "127.0.0.1"
+    """Bind address: loopback by default, "0.0.0.0" for a cluster's Prometheus."""
+    file_sd: str = ""
+    """Prometheus file-SD targets written by rank 0; empty: <run_dir>/../prometheus_targets/<run name>.json."""
+    pushgateway: str = ""
+    """Pushgateway URL: each rank pushes its final metrics at the end of the run; empty: no push."""
+    job_name: str = ""
+    """The job label; empty: the run directory's name."""
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port < 65536:
+            raise ValueError(f"metrics.port must be a port number, got {self.port}")
+
+
+@dataclass(frozen=True)
 class JobConfigBase:
     """Everything a run needs except the task section (added per task, see ``job_schema``)."""
 
@@ -122,6 +144,7 @@ class JobConfigBase:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     deepspeed: DeepSpeedConfig = field(default_factory=DeepSpeedConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
 
 @functools.cache

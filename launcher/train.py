@@ -25,8 +25,10 @@ from launcher.config import dump_config
 from launcher.dist import DistInfo, init_distributed
 from launcher.engine import build_engine, compute_dtype
 from launcher.errors import JobError
+from launcher.exporter import start_exporter
 from launcher.logs import setup_logging
 from launcher.loop import LoopState, RunContext, StopSignal, run_training
+from launcher.metrics import JobMetrics
 from launcher.results import format_table, load_evaluations
 from launcher.schema import load_job_config_or_report
 from launcher.tasks import task_class
@@ -70,6 +72,7 @@ def run(job, dist: DistInfo, resume: bool) -> bool:
         job=job, task=task, engine=engine, checkpointer=checkpointer, dist=dist,
         stream=task.train_batches(dist, rank_state.get("reader")),
         run_dir=run_dir, compute_dtype=compute_dtype(job.deepspeed),
+        metrics=JobMetrics(cuda=dist.device.type == "cuda"),
     )
     state = LoopState(step=engine.global_steps, nonfinite_skipped=rank_state.get("nonfinite_skipped", 0))
     if rank_state:
@@ -81,7 +84,14 @@ def run(job, dist: DistInfo, resume: bool) -> bool:
         dump_config(job, run_dir / "config.yaml")
         log.info("task %s, %d process(es) on %s, from step %d to %d", job.task.name,
                  dist.world_size, dist.device.type, state.step, job.train.steps)
-    finished = run_training(ctx, state, stop)
+    ctx.metrics.started(job.task.name, dist.world_size, state.step, job.train.steps)
+    exporter, ended_cleanly = start_exporter(job.metrics, ctx.metrics, dist, run_dir), False
+    try:
+        finished = run_training(ctx, state, stop)
+        ended_cleanly = True
+    finally:
+        if exporter:
+            exporter.close(leave_targets=ended_cleanly)  # a crashed job stays listed: its targets go down
     if dist.is_main and finished:
         print(f"\nresults ({run_dir / 'results.json'})\n{format_table(ctx.evaluations)}", flush=True)
     return finished

@@ -20,11 +20,13 @@ from tests.dist.jobs import (
 )
 
 
-def workers(agent_pid: int) -> list[psutil.Process]:
+def workers(launch_pid: int) -> list[psutil.Process]:
+    """The worker processes under `launch` (not the torchrun agent between them)."""
     found = []
-    for child in psutil.Process(agent_pid).children(recursive=True):
+    for child in psutil.Process(launch_pid).children(recursive=True):
         try:
-            if "launcher.train" in " ".join(child.cmdline()):
+            command = " ".join(child.cmdline())
+            if "launcher.train" in command and "torch.distributed.run" not in command:
                 found.append(child)
         except psutil.Error:  # a short-lived helper process that already exited
             pass
