@@ -6,7 +6,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 NPROC ?= 2
 
-.PHONY: demo test lint clean
+.PHONY: demo test lint clean monitoring-tools
 
 $(STAMP): setup.py requirements/constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required, found " + sys.version.split()[0]'
@@ -19,12 +19,17 @@ $(STAMP): setup.py requirements/constraints.txt
 demo: $(STAMP)
 	$(VENV)/bin/python -m facetrain.demo --nproc $(NPROC) $(if $(DATA),--data $(DATA)) $(if $(RESUME),--resume)
 
-test: $(STAMP)
+test: $(STAMP) monitoring-tools
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/python -m pytest tests
+
+# Prometheus, promtool and the Pushgateway (Debian packages unpacked into .tools/) for the
+# monitoring tests; without them those tests skip and say why.
+monitoring-tools:
+	@tests/tools/fetch_prometheus.sh .tools/prometheus
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
 clean:
-	rm -rf $(VENV) runs *.egg-info
+	rm -rf $(VENV) .tools runs *.egg-info

@@ -33,7 +33,7 @@ def write_job(directory: Path, name: str = "job", **sections) -> Path:
     """A tiny face_identity job; ``sections`` update the defaults section by section."""
     job = {key: dict(value) for key, value in TINY_JOB.items()}
     for section, values in sections.items():
-        job[section].update(values)
+        job.setdefault(section, {}).update(values)
     job["run_dir"] = str(directory / name)
     path = directory / f"{name}.yaml"
     path.write_text(yaml.safe_dump(job))
