@@ -28,8 +28,9 @@ from launcher.schema import load_job_config_or_report
 from launcher.slurm import sbatch_script
 from launcher.supervise import run_supervised
 
-CLUSTER_FLAGS = {  # flag -> (ClusterConfig field, type, help)
-    "--launcher": ("launcher", str, "local | torchrun | deepspeed | slurm"),
+LAUNCHERS = ("local", "torchrun", "deepspeed", "slurm")
+CLUSTER_FLAGS = {  # flag -> (cluster key it overrides, type, help)
+    "--launcher": ("launcher", str, " | ".join(LAUNCHERS)),
     "--nproc": ("nproc_per_node", int, "processes per node (default: one per GPU, 1 on CPU hosts)"),
     "--nnodes": ("nnodes", str, "N, or MIN:MAX for an elastic torchrun job"),
     "--node-rank": ("node_rank", int, "this node's rank (static torchrun rendezvous)"),
@@ -49,7 +50,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("config", help="job config YAML")
     parser.add_argument("--cluster", help="cluster description YAML (default: this host only)")
     for flag, (_, kind, text) in CLUSTER_FLAGS.items():
-        parser.add_argument(flag, type=kind, help=text)
+        parser.add_argument(flag, type=kind, help=text, choices=LAUNCHERS if flag == "--launcher" else None)
     parser.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
                         help="override a job config value (repeatable)")
     group = parser.add_mutually_exclusive_group()

@@ -120,8 +120,8 @@ def default_nproc(cluster: ClusterConfig) -> int:
     """One process per GPU on GPU hosts, one on CPU-only hosts, unless the cluster says."""
     if cluster.nproc_per_node is not None:
         return cluster.nproc_per_node
-    if cluster.launcher == "slurm" and cluster.slurm.gpus_per_node:
-        return cluster.slurm.gpus_per_node
+    if cluster.launcher == "slurm":  # the nodes are not this (login) host: go by the request
+        return cluster.slurm.gpus_per_node or 1
     import torch
 
     return torch.cuda.device_count() or 1
