@@ -4,7 +4,8 @@
 
 On a generated set of 160x160 JPEGs in identity folders, prints images/s per worker
 process for:
-  (a) decoding the same JPEG bytes to pixels in a loop (PIL, one process): the limit;
+  (a) decoding the same JPEG bytes to pixels in a loop, one process, with the reader's decoder
+      (torchcodec, libjpeg-turbo): the limit; and, for reference, with PIL;
   (b) this reader: shards -> P×K batches with the demo augmentations, through StreamLoader;
   (c) torchvision ImageFolder + DataLoader over the same images as files, same transforms;
 and the P×K buffer's peak (samples and encoded bytes).
@@ -26,7 +27,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 from torchvision.datasets import ImageFolder
 
-from shards.augment import AugmentConfig, Augmenter, decode_image, stack_images
+from shards.augment import AugmentConfig, Augmenter, decode_image, decode_jpeg_array
 from shards.cli import main as shards_main
 from shards.loader import StreamLoader
 from shards.stream import StreamConfig
@@ -57,13 +58,17 @@ def make_images(root: Path, count: int, per_identity: int = 20, unique: int = 20
     return paths
 
 
-def raw_decode(paths: list[Path]) -> float:
+def raw_decode(paths: list[Path], decode) -> float:
     """Decoding to pixels (an RGB array), nothing else."""
     data = [p.read_bytes() for p in paths]
     started = time.perf_counter()
     for blob in data:
-        np.asarray(decode_image({"jpg": blob}))
+        decode(blob)
     return len(data) / (time.perf_counter() - started)
+
+
+def pil_decode(blob: bytes) -> np.ndarray:
+    return np.asarray(decode_image({"jpg": blob}))
 
 
 class FolderTransform:
@@ -75,8 +80,7 @@ class FolderTransform:
 
     def __call__(self, path: str) -> torch.Tensor:
         with open(path, "rb") as handle:
-            image = decode_image({"jpg": handle.read()}, DEMO_AUGMENT.size)
-        return stack_images([self.augment(image, self.rng)])[0]
+            return torch.from_numpy(np.ascontiguousarray(self.augment({"jpg": handle.read()}, self.rng)))
 
 
 def timed(batches, count: int) -> float:
@@ -97,7 +101,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="(a), (b), (c) are measured alternately")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    results: dict[str, list[float]] = {"a": [], "b": [], "c": []}
+    results: dict[str, list[float]] = {"a": [], "a_pil": [], "b": [], "c": []}
     with tempfile.TemporaryDirectory() as tmp:
         src, out = Path(tmp) / "images", Path(tmp) / "shards"
         paths = make_images(src, args.images)
@@ -107,7 +111,8 @@ def main() -> None:
                               open_shards=4, num_workers=args.workers, augment=DEMO_AUGMENT)
         folder = ImageFolder(str(src), loader=FolderTransform())
         for _ in range(args.rounds):
-            results["a"].append(raw_decode(paths[:4000]))
+            results["a"].append(raw_decode(paths[:4000], decode_jpeg_array))
+            results["a_pil"].append(raw_decode(paths[:4000], pil_decode))
             loader = StreamLoader(config, rank=0, world_size=1)
             results["b"].append(timed(loader, args.batches) / args.workers)
             peak = loader.stats()
@@ -119,7 +124,8 @@ def main() -> None:
     print(f"\nreader throughput, {args.images} JPEGs 160x160 -> {DEMO_AUGMENT.size}, batches of {P}x{K}, "
           f"{args.workers} worker processes, {os.cpu_count()} CPU cores; median of {args.rounds} alternating rounds")
     print(f"{'':<53} {'images/s/worker':>15} {'range':>15} {'vs (a)':>7}")
-    for key, label in [("a", "(a) PIL decode of the same bytes, 1 process (limit)"),
+    for key, label in [("a", "(a) decode of the same bytes, 1 process (limit)"),
+                       ("a_pil", "    the same with PIL (reference)"),
                        ("b", "(b) shards StreamLoader, P×K + demo augmentations"),
                        ("c", "(c) ImageFolder + DataLoader, same transforms")]:
         span = f"{min(results[key]):.0f}-{max(results[key]):.0f}"

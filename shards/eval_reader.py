@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from shards.augment import AugmentConfig, Augmenter, decode_image, stack_images
+from shards.augment import AugmentConfig, Augmenter, stack_images
 from shards.stream import ReadCounters, SplitIndex, read_shard
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ class EvalStream(IterableDataset):
         for shard in self.shards_of(worker, workers):
             for record in read_shard(self.index, shard, counters):
                 try:
-                    image = augment(decode_image(record.data, self.augment.size), rng)
+                    image = augment(record.data, rng)
                 except ValueError as exc:
                     counters.corrupt += 1
                     log.warning("%s: eval sample %s undecodable (%s); left out", self.index.root, record.key, exc)

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from shards.augment import AugmentConfig, Augmenter, decode_image, stack_images
+from shards.augment import AugmentConfig, Augmenter
 from shards.manifest import load_manifest
 from shards.pk_batcher import PKBatcher, Record
 from shards.tarstream import TarDamaged, iter_members
@@ -222,38 +222,42 @@ class ShardStream(IterableDataset):
               logical: int) -> dict[str, Any]:
         """Decode and augment one batch (uint8; the consumer normalises on its device)."""
         rng = np.random.default_rng([self.config.seed, 4, reader, number])
-        images: list[np.ndarray | None] = []
-        for record in records:
+        size = self.config.augment.size
+        batch = torch.empty((len(records), 3, size, size), dtype=torch.uint8)
+        if get_worker_info() is not None:  # written straight into shared memory: no copy on the way out
+            batch.share_memory_()
+        images, undecodable = batch.numpy(), []
+        for slot, record in enumerate(records):
             try:
-                images.append(augment(decode_image(record.data, self.config.augment.size), rng))
+                images[slot] = augment(record.data, rng)  # the window and flip are copied once, here
             except ValueError as exc:
                 counters.corrupt += 1
                 log.warning("%s: sample %s undecodable (%s); its slot repeats another image",
                             self.index.root, record.key, exc)
-                images.append(None)
+                undecodable.append(slot)
         labels = [r.label for r in records]
         keys = [r.key for r in records]
         indices = [r.index for r in records]
-        fill_undecodable(images, labels, keys, indices)
+        fill_undecodable(images, undecodable, labels, keys, indices)
         stats = {"corrupt": counters.corrupt, "truncated_shards": counters.truncated_shards}
         if self.config.mode == "pk":
             stats.update(vars(self.batcher.stats))
-        return {"image": stack_images(images), "label": torch.tensor(labels), "index": torch.tensor(indices),
+        return {"image": batch, "label": torch.tensor(labels), "index": torch.tensor(indices),
                 "key": keys, "worker": logical, "stats": stats}
 
 
-def fill_undecodable(images: list, labels: list[int], keys: list[str], indices: list[int]) -> None:
+def fill_undecodable(images: np.ndarray, undecodable: list[int], labels: list[int], keys: list[str],
+                     indices: list[int]) -> None:
     """Give an undecodable sample's slot a decodable image, of the same identity when possible,
     so every batch stays full and its P×K label structure stays intact."""
-    good = [i for i, image in enumerate(images) if image is not None]
+    good = sorted(set(range(len(images))) - set(undecodable))
     if not good:
         raise ValueError(f"no decodable image in a batch of {len(images)} ({keys[:3]}...)")
-    for slot, image in enumerate(images):
-        if image is None:
-            same = [i for i in good if labels[i] == labels[slot]]
-            donor = (same or good)[0]
-            images[slot], labels[slot], keys[slot], indices[slot] = (images[donor], labels[donor], keys[donor],
-                                                                     indices[donor])
+    for slot in undecodable:
+        same = [i for i in good if labels[i] == labels[slot]]
+        donor = (same or good)[0]
+        images[slot], labels[slot], keys[slot], indices[slot] = (images[donor], labels[donor], keys[donor],
+                                                                 indices[donor])
 
 
 def class_weights(label_counts: dict[int, int], balance: str) -> dict[int, float]:
