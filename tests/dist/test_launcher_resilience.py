@@ -47,6 +47,15 @@ def test_two_torchrun_agents_on_one_host_run_one_job(tmp_path, subprocess_env):
     assert {p.name for p in newest.glob("rank*.pt")} == {"rank00000.pt", "rank00001.pt"}
 
 
+def test_the_deepspeed_launcher_runs_a_job_on_this_host(tmp_path, subprocess_env):
+    config = write_job(tmp_path, train={"steps": 10, "eval_at_start": False})
+    proc = subprocess.run([sys.executable, "-m", "launcher", str(config), "--launcher", "deepspeed", "--nproc", "2"],
+                          env=subprocess_env, capture_output=True, text=True, timeout=300)
+    assert_ok(proc)
+    assert "-m deepspeed.launcher.runner --num_gpus=2" in proc.stdout
+    assert results(config)["world_size"] == 2 and results(config)["steps"] == 10
+
+
 def recorded_batches(directory: Path, rank: int) -> list[dict]:
     return [json.loads(line) for line in (directory / f"rank{rank}.jsonl").read_text().splitlines()]
 
