@@ -205,3 +205,22 @@ def test_shipped_cluster_files_give_a_command(name, repo, capsys, monkeypatch):
     monkeypatch.chdir(repo)
     out = dry_run(capsys, "configs/face/casia_paper.yaml", "--cluster", f"configs/clusters/{name}")
     assert re.search(r"(-m|--module) launcher\.train configs/face/casia_paper\.yaml", out)
+
+
+def test_submit_hands_the_written_script_to_sbatch(job, capsys, tmp_path, monkeypatch):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "sbatch_calls"
+    (bin_dir / "sbatch").write_text(f'#!/bin/sh\necho "$@" >> {calls}\necho "Submitted batch job 42"\n')
+    (bin_dir / "sbatch").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    assert cli.main([str(job), "--launcher", "slurm", "--nnodes", "2", "--submit"]) == 0
+    script = tmp_path / "job" / "slurm" / "job.sbatch"
+    assert calls.read_text().split() == [str(script)]
+    assert script.read_text().startswith("#!/bin/bash\n")
+
+
+def test_submit_without_sbatch_says_where_to_submit(job, capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert cli.main([str(job), "--launcher", "slurm", "--submit"]) == 2
+    assert "sbatch is not on PATH: submit" in capsys.readouterr().err
