@@ -97,10 +97,11 @@ def run(job, dist: DistInfo, resume: bool) -> bool:
     return finished
 
 
-def lost_a_peer(exc: RuntimeError) -> bool:
+def lost_a_peer(exc: Exception) -> bool:
     """A collective that failed because another process went away (gloo raises a plain
     RuntimeError from its TCP transport; NCCL and the stores raise DistError)."""
-    return isinstance(exc, torch_dist.DistError) or ("gloo" in str(exc) and "peer" in str(exc))
+    return isinstance(exc, torch_dist.DistError) or (
+        isinstance(exc, RuntimeError) and "gloo" in str(exc) and "peer" in str(exc))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,15 +122,13 @@ def main(argv: list[str] | None = None) -> int:
     except JobError as exc:
         log.error("%s", exc)
         return 2
-    except RuntimeError as exc:
-        if not lost_a_peer(exc):
+    except Exception as exc:
+        if lost_a_peer(exc):
+            log.error("rank %d: a collective failed, most likely because another process of the job died "
+                      "(torchrun restarts the group when max_restarts allows): %s",
+                      dist.rank, str(exc).splitlines()[0])
+        else:
             log.exception("rank %d failed", dist.rank)
-            return 1
-        log.error("rank %d: a collective failed, most likely because another process of the job died "
-                  "(torchrun restarts the group when max_restarts allows): %s", dist.rank, str(exc).splitlines()[0])
-        return 1
-    except Exception:
-        log.exception("rank %d failed", dist.rank)
         return 1
     finally:
         if torch_dist.is_initialized():
