@@ -7,7 +7,6 @@ The binaries come from Debian's packages: on PATH, or unpacked into .tools/prome
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 import urllib.request
@@ -30,12 +29,6 @@ def require(*names: str) -> dict[str, str]:
         pytest.skip(f"{', '.join(missing)} not found: install Debian's prometheus/prometheus-pushgateway "
                     "packages or run `make test`, which unpacks them into .tools/ (it could not here)")
     return found
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def http_get(url: str, timeout: float = 5) -> str:

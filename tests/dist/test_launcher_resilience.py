@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -17,14 +16,9 @@ import torch
 
 from launcher.cluster import ClusterConfig
 from launcher.commands import WorkerArgs, torchrun_plan
+from launcher.dist import free_port
 from tests.dist.face_jobs import write_face_job
 from tests.dist.jobs import checkpoint_dir, final_parameters, launch_command, results, wait_for, write_job
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def assert_ok(proc) -> None:

@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from launcher import cli, rendezvous
+from launcher.dist import free_port
 from tests.dist.jobs import write_job
 
 PY = sys.executable
@@ -167,9 +168,7 @@ def test_cluster_file_is_strict(job, capsys, tmp_path):
 
 
 def test_waiting_for_a_closed_port_fails_within_the_timeout_naming_host_and_port():
-    with socket.socket() as probe:  # a port on this machine that nobody listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()  # nobody listens on it
     started = time.monotonic()
     with pytest.raises(rendezvous.RendezvousUnreachable) as error:
         rendezvous.wait_for_endpoint("127.0.0.1", port, timeout_s=2, poll_s=0.2)

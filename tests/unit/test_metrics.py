@@ -12,7 +12,7 @@ import pytest
 import torch
 from prometheus_client.parser import text_string_to_metric_families
 
-from launcher.dist import DistInfo
+from launcher.dist import DistInfo, free_port
 from launcher.exporter import Exporter
 from launcher.metrics import JobMetrics
 from launcher.schema import MetricsConfig
@@ -99,9 +99,7 @@ def test_exporter_serves_writes_targets_and_falls_back_from_a_busy_port(tmp_path
 
 
 def test_an_unreachable_pushgateway_is_a_warning_naming_it(tmp_path, caplog):
-    with socket.socket() as closed:
-        closed.bind(("127.0.0.1", 0))
-        port = closed.getsockname()[1]
+    port = free_port()  # nobody listens on it
     config = MetricsConfig(port=0, pushgateway=f"http://127.0.0.1:{port}", file_sd=str(tmp_path / "t.json"))
     exporter = Exporter(config, JobMetrics(cuda=False), ONE_PROCESS, tmp_path / "run")
     with caplog.at_level(logging.WARNING):
