@@ -105,8 +105,10 @@ def deepspeed_plan(cluster: ClusterConfig, worker: WorkerArgs, nproc: int, run_d
     env_file = run_dir / "launch" / ".deepspeed_env"
     forwarded = {key: value for key, value in sorted(environ.items())
                  if key.startswith(cluster.forward_env) and "\n" not in value}
-    lines = [f"{key}={value}" for key, value in {**forwarded, **threads}.items()]
-    return LaunchPlan(command, {"DS_ENV_FILE": str(env_file.absolute())}, files={env_file: "\n".join(lines) + "\n"})
+    lines = [f"{key}={value}\n" for key, value in {**forwarded, **threads}.items()]
+    if not lines:  # the launcher reads every line as KEY=VALUE: an empty file would break it
+        return LaunchPlan(command, {})
+    return LaunchPlan(command, {"DS_ENV_FILE": str(env_file.absolute())}, files={env_file: "".join(lines)})
 
 
 def _require_host(cluster: ClusterConfig) -> str:

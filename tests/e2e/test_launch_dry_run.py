@@ -223,3 +223,12 @@ def test_submit_without_sbatch_says_where_to_submit(job, capsys, monkeypatch, tm
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     assert cli.main([str(job), "--launcher", "slurm", "--submit"]) == 2
     assert "sbatch is not on PATH: submit" in capsys.readouterr().err
+
+
+def test_no_deepspeed_env_file_when_nothing_is_forwarded(job, capsys, monkeypatch, tmp_path):
+    hostfile = tmp_path / "hostfile"
+    hostfile.write_text("worker-0 slots=2\n")
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's own value, and no prefixes to forward
+    cluster = write_cluster(tmp_path / "cluster.yaml", launcher="deepspeed", hostfile=str(hostfile), forward_env=[])
+    out = dry_run(capsys, job, "--cluster", cluster)
+    assert "DS_ENV_FILE" not in out and ".deepspeed_env" not in out
