@@ -81,13 +81,13 @@ def deepspeed_plan(cluster: ClusterConfig, worker: WorkerArgs, nproc: int, run_d
     variable prefixes to other nodes: the rest go in .deepspeed_env (REFERENCE.md §10).
     """
     command = [python, "-m", "deepspeed.launcher.runner"]
-    threads = thread_env(cluster, nproc, environ)
     if not cluster.hostfile:
         if cluster.multi_node or cluster.include or cluster.exclude:
             raise ConfigError("cluster: the deepspeed launcher needs a hostfile for more than one node "
                               "or for include/exclude")
         command += [f"--num_gpus={nproc}", f"--master_port={cluster.rdzv_port}"]
-        return LaunchPlan([*command, "--no_local_rank", "--module", *worker.argv()[1:]], threads)
+        return LaunchPlan([*command, "--no_local_rank", "--module", *worker.argv()[1:]],
+                          thread_env(cluster, nproc, environ))
 
     slots = active_slots(read_hostfile(cluster.hostfile), cluster.include, cluster.exclude, cluster.hostfile)
     wanted = nodes_range(cluster.nnodes)[0]

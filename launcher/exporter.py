@@ -10,9 +10,7 @@ file-SD target list, labelled job/rank/node, which the shipped Prometheus config
 from __future__ import annotations
 
 import errno
-import json
 import logging
-import os
 import socket
 from pathlib import Path
 
@@ -23,6 +21,7 @@ from launcher.dist import DistInfo
 from launcher.errors import JobError
 from launcher.metrics import JobMetrics
 from launcher.schema import MetricsConfig
+from shards.writer import write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +31,7 @@ class Exporter:
         self.config, self.metrics, self.dist = config, metrics, dist
         self.job_name = config.job_name or Path(run_dir).resolve().name
         self.node = socket.gethostname()
-        self.server, self.thread = self._serve()
+        self.server, _ = self._serve()
         self.port = self.server.server_port
         self.file_sd = Path(config.file_sd) if config.file_sd else (
             Path(run_dir).resolve().parent / "prometheus_targets" / f"{self.job_name}.json")
@@ -63,9 +62,7 @@ class Exporter:
             torch_dist.all_gather_object(everyone, mine)
         if self.dist.is_main:
             self.file_sd.parent.mkdir(parents=True, exist_ok=True)
-            partial = self.file_sd.with_suffix(".partial")
-            partial.write_text(json.dumps(everyone, indent=1))
-            os.replace(partial, self.file_sd)  # Prometheus never reads a half-written file
+            write_json_atomic(self.file_sd, everyone)  # Prometheus never reads a half-written file
             log.info("metrics on %s (file-SD targets: %s)",
                      ", ".join(t["targets"][0] for t in everyone), self.file_sd)
 
