@@ -16,7 +16,7 @@ COPY medtrain/ medtrain/
 COPY shards/ shards/
 COPY configs/ configs/
 RUN pip install --no-cache-dir -c requirements/constraints.txt . \
- && python -c "import torch, deepspeed, webdataset, facenet_pytorch, torchcodec; print(torch.__version__)"
+ && python -c "import torch, deepspeed, webdataset, facenet_pytorch, simplejpeg; print(torch.__version__)"
 
 # Prometheus metrics, one port per local rank (metrics.port + local rank; set
 # metrics.address=0.0.0.0 so a scraper outside the container reaches them).

@@ -13,8 +13,8 @@ setup(
         # torch 2.13's CPU-only wheel has no torchvision that imports with it; 2.14 does.
         "torch>=2.14,<2.16",
         "torchvision>=0.29,<0.31",
-        # JPEG decoding for the training reader (torchvision.io's decoders are deprecated since 0.29).
-        "torchcodec>=0.16,<0.17",
+        # JPEG decoding for the training reader: libjpeg-turbo into a caller's buffer, BGR on request.
+        "simplejpeg>=1.8,<2",
         "deepspeed>=0.19.3,<0.20",
         "webdataset>=1.0.2,<1.1",
         # 2.6.0 pins torch<2.3 and numpy<2; 2.5.3 has open requirements and ships MTCNN weights.

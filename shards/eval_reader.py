@@ -44,8 +44,9 @@ class EvalStream(IterableDataset):
         pending: list[tuple] = []
         for shard in self.shards_of(worker, workers):
             for record in read_shard(self.index, shard, counters):
+                image = np.empty((self.augment.size, self.augment.size, 3), dtype=np.uint8)
                 try:
-                    image = augment(record.data, rng)
+                    augment(record.data, rng, image)
                 except ValueError as exc:
                     counters.corrupt += 1
                     log.warning("%s: eval sample %s undecodable (%s); left out", self.index.root, record.key, exc)

@@ -17,9 +17,20 @@ import torch
 import torch.distributed as torch_dist
 from torch.utils.data import DataLoader
 
+from shards.augment import channels_first
+from shards.batch_slots import BatchSlots
 from shards.stream import ShardStream, SplitIndex, StreamConfig
 
 log = logging.getLogger(__name__)
+
+PREFETCH = 2
+"""Batches each worker prepares ahead (the DataLoader's default); each holds a shared image slot."""
+
+
+def as_produced(batch: dict[str, Any]) -> dict[str, Any]:
+    """The DataLoader's collate step: keep the worker's numpy arrays (default_convert would make
+    tensors, each sent to the main process as a shared-memory segment of its own)."""
+    return batch
 
 
 class StreamLoader:
@@ -37,11 +48,16 @@ class StreamLoader:
             self._check_position(position)
             self.consumed = position["batches"]
         starts = [self._produced_by(w, self.consumed) for w in range(self.workers)]
-        dataset = ShardStream(config, self.index, rank, world_size, starts, rotation=self.consumed % self.workers)
+        self.pin_memory = self.device.type == "cuda"
+        self.slots = None
+        if config.num_workers:
+            size = config.augment.size
+            self.slots = BatchSlots(config.num_workers, PREFETCH + 1, (config.batch_samples, size, size, 3))
+        dataset = ShardStream(config, self.index, rank, world_size, starts, rotation=self.consumed % self.workers,
+                              slots=self.slots)
         self.loader = DataLoader(
-            dataset, batch_size=None, num_workers=config.num_workers,
-            pin_memory=self.device.type == "cuda",
-            prefetch_factor=4 if config.num_workers else None,
+            dataset, batch_size=None, num_workers=config.num_workers, collate_fn=as_produced,
+            prefetch_factor=PREFETCH if config.num_workers else None,
             persistent_workers=False,  # the stream is endless: workers never restart within a run
         )
         self._iterator = None
@@ -86,6 +102,12 @@ class StreamLoader:
         if self._iterator is None:
             self._iterator = iter(self.loader)
         batch = next(self._iterator)
+        if "slot" in batch:
+            images = self.slots.copy_out(*batch.pop("slot"), pin_memory=self.pin_memory)
+        else:
+            images = batch["image"].pin_memory() if self.pin_memory else batch["image"]
+        batch["image"] = channels_first(images)
+        batch["label"], batch["index"] = torch.from_numpy(batch["label"]), torch.from_numpy(batch["index"])
         self.consumed += 1
         self.worker_stats[batch.pop("worker")] = batch.pop("stats")
         self._seen_labels[batch["label"].numpy()] = True

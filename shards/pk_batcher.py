@@ -35,7 +35,7 @@ class Record:
     nbytes: int = 0
 
     def __post_init__(self) -> None:
-        self.nbytes = sum(len(v) for v in self.data.values() if isinstance(v, bytes))
+        self.nbytes = sum(len(v) for v in self.data.values() if isinstance(v, (bytes, bytearray)))
 
 
 @dataclass

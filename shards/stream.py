@@ -25,6 +25,7 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from shards.augment import AugmentConfig, Augmenter
+from shards.batch_slots import BatchSlots
 from shards.manifest import load_manifest
 from shards.pk_batcher import PKBatcher, Record
 from shards.tarstream import TarDamaged, iter_members
@@ -102,6 +103,7 @@ def read_shard(index: SplitIndex, shard: int, counters: ReadCounters) -> Iterato
     """Records of one shard in order. A truncated tar costs only its remaining samples; a
     sample without a usable cls is skipped; both are counted and logged, never slept on."""
     path = index.root / index.shards[shard]["name"]
+    first_index = int(index.offsets[shard])
     position = 0
     current: dict[str, Any] = {}
     try:
@@ -109,7 +111,7 @@ def read_shard(index: SplitIndex, shard: int, counters: ReadCounters) -> Iterato
             for name, data in iter_members(stream):
                 key, _, field_name = name.partition(".")
                 if current and key != current["__key__"]:
-                    if record := _record(current, index, shard, position, counters, path):
+                    if record := _record(current, first_index + position, counters, path):
                         yield record
                     position += 1
                     current = {}
@@ -119,19 +121,18 @@ def read_shard(index: SplitIndex, shard: int, counters: ReadCounters) -> Iterato
         counters.truncated_shards += 1
         log.warning("%s: unreadable after %d samples (%s); rest of the shard skipped", path, position, exc)
         return
-    if current and (record := _record(current, index, shard, position, counters, path)):
+    if current and (record := _record(current, first_index + position, counters, path)):
         yield record
 
 
-def _record(fields: dict, index: SplitIndex, shard: int, position: int, counters: ReadCounters,
-            path: Path) -> Record | None:
+def _record(fields: dict, sample_index: int, counters: ReadCounters, path: Path) -> Record | None:
     try:
         label = int(fields["cls"])
     except (KeyError, ValueError):
         counters.corrupt += 1
         log.warning("%s: sample %s has no usable cls; skipped", path, fields["__key__"])
         return None
-    return Record(fields["__key__"], int(index.offsets[shard]) + position, label, fields)
+    return Record(fields["__key__"], sample_index, label, fields)
 
 
 def interleave(index: SplitIndex, shards: list[int], width: int, counters: ReadCounters,
@@ -156,10 +157,12 @@ class ShardStream(IterableDataset):
     """Endless batches for one rank; each DataLoader worker is one reader."""
 
     def __init__(self, config: StreamConfig, index: SplitIndex, rank: int, world_size: int,
-                 start_batches: list[int], rotation: int):
+                 start_batches: list[int], rotation: int, slots: BatchSlots | None = None):
         self.config, self.index = config, index
         self.rank, self.world_size = rank, world_size
         self.start_batches, self.rotation = start_batches, rotation
+        self.slots = slots
+        """Shared image buffers of the DataLoader workers; None: batches carry their own images."""
 
     @property
     def workers(self) -> int:
@@ -174,7 +177,7 @@ class ShardStream(IterableDataset):
         augment = Augmenter(self.config.augment, train=True)
         for number, records in enumerate(producer):
             if number >= self.start_batches[logical]:  # earlier batches were consumed before a resume
-                yield self._emit(records, reader, number, augment, counters, logical)
+                yield self._emit(records, reader, number, augment, counters, logical, info.id if info else None)
 
     def _passes(self, reader: int, counters: ReadCounters) -> Iterator[tuple[int, Record | None]]:
         readers = self.world_size * self.workers
@@ -219,31 +222,36 @@ class ShardStream(IterableDataset):
                     batch = []
 
     def _emit(self, records: list[Record], reader: int, number: int, augment: Augmenter, counters: ReadCounters,
-              logical: int) -> dict[str, Any]:
-        """Decode and augment one batch (uint8; the consumer normalises on its device)."""
+              logical: int, worker_id: int | None) -> dict[str, Any]:
+        """Decode and augment one batch: uint8 (B, H, W, 3), into a shared slot when this is a
+        DataLoader worker (the consumer normalises on its device)."""
         rng = np.random.default_rng([self.config.seed, 4, reader, number])
         size = self.config.augment.size
-        batch = torch.empty((len(records), 3, size, size), dtype=torch.uint8)
-        if get_worker_info() is not None:  # written straight into shared memory: no copy on the way out
-            batch.share_memory_()
-        images, undecodable = batch.numpy(), []
-        for slot, record in enumerate(records):
+        out: dict[str, Any] = {}
+        if self.slots is not None and worker_id is not None:
+            slot, images = self.slots.take(worker_id)
+            out["slot"] = (worker_id, slot)
+        else:
+            images = out["image"] = torch.empty((len(records), size, size, 3), dtype=torch.uint8)
+        pixels, undecodable = images.numpy(), []
+        for position, record in enumerate(records):
             try:
-                images[slot] = augment(record.data, rng)  # the window and flip are copied once, here
+                augment(record.data, rng, pixels[position])
             except ValueError as exc:
                 counters.corrupt += 1
                 log.warning("%s: sample %s undecodable (%s); its slot repeats another image",
                             self.index.root, record.key, exc)
-                undecodable.append(slot)
+                undecodable.append(position)
         labels = [r.label for r in records]
         keys = [r.key for r in records]
         indices = [r.index for r in records]
-        fill_undecodable(images, undecodable, labels, keys, indices)
+        fill_undecodable(pixels, undecodable, labels, keys, indices)
         stats = {"corrupt": counters.corrupt, "truncated_shards": counters.truncated_shards}
         if self.config.mode == "pk":
             stats.update(vars(self.batcher.stats))
-        return {"image": batch, "label": torch.tensor(labels), "index": torch.tensor(indices),
-                "key": keys, "worker": logical, "stats": stats}
+        # numpy, not tensors: each tensor would cross to the main process as a shared-memory segment of its own
+        return {**out, "label": np.array(labels), "index": np.array(indices), "key": keys, "worker": logical,
+                "stats": stats}
 
 
 def fill_undecodable(images: np.ndarray, undecodable: list[int], labels: list[int], keys: list[str],

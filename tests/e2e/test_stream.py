@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from shards.augment import AugmentConfig
@@ -55,6 +56,18 @@ def test_batches_are_full_p_by_k(face_shards, workers):
         assert len(counts) == 4 and set(counts.values()) == {3}
     assert loader.last_coverage is not None and loader.last_coverage["identities"] > 0.5
     assert loader.stats()["peak_samples"] <= 48
+
+
+def test_batches_kept_by_the_consumer_stay_intact_while_workers_run_ahead(face_shards):
+    """Workers reuse shared image slots; what the consumer holds must be its own copy."""
+    loader = StreamLoader(config(face_shards), rank=0, world_size=1)
+    kept = [next(loader) for _ in range(12)]  # more than workers x slots
+    again = StreamLoader(config(face_shards), rank=0, world_size=1)
+    for batch in kept:
+        fresh = next(again)
+        assert batch["key"] == fresh["key"] and torch.equal(batch["image"], fresh["image"])
+    assert kept[0]["image"].shape == (12, 3, 32, 32)
+    assert kept[0]["image"].is_contiguous(memory_format=torch.channels_last)
 
 
 def test_resume_continues_with_the_same_keys(face_shards):
