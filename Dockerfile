@@ -1,5 +1,7 @@
 # GPU image for cluster runs. Not built in CI (the development machines have no Docker engine);
 # the tag follows the official pytorch/pytorch naming and matches the pinned torch 2.14.1+cu130.
+# Run it with --shm-size large enough for the reader's batch slots (docs/shards.md): Docker's
+# default 64 MB /dev/shm fits 2 workers with 128-image batches of 144 px (48 MB), not more.
 ARG BASE_IMAGE=pytorch/pytorch:2.14.1-cuda13.0-cudnn9-devel
 FROM ${BASE_IMAGE}
 
