@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import multiprocessing
 
-import torch
-
 from shards.batch_slots import BatchSlots
 
 
 def fill(slots: BatchSlots, batches: int) -> None:
     for number in range(batches):
-        slot, images = slots.take(0)
+        _, images = slots.take(0)
         images.fill_(number)
 
 
