@@ -75,7 +75,7 @@ class Augmenter:
     from the generator it is given."""
 
     def __init__(self, config: AugmentConfig, train: bool):
-        self.config, self.train = config, train
+        self.config = config
         self.crop = config.crop if train else "center"
         self.flips = train and config.hflip
         self.jitter = train and config.color_jitter

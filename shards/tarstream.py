@@ -1,4 +1,4 @@
-"""A lean sequential reader of tar members (name, bytes) for the training stream.
+"""A lean sequential reader of tar members (name, data) for the training stream.
 
 The shards are ordinary WebDataset tars; reading them with ``tarfile`` costs about 0.2 ms of
 header parsing per sample on the 2-core CPU machine, more than decoding a 160x160 JPEG.  This
