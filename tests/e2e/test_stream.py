@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import json
 from collections import Counter
 from pathlib import Path
@@ -17,9 +18,12 @@ from shards.augment import AugmentConfig
 from shards.cli import main
 from shards.eval_reader import eval_loader
 from shards.loader import StreamLoader
-from shards.stream import StreamConfig
+from shards.stream import StreamConfig, class_weights
 from shards.verify import read_samples
 from tests.fixtures import datasets
+
+EXACT = AugmentConfig(size=32, crop="center", hflip=False)
+"""No randomness: every batch image must be the decode of its key's source image."""
 
 
 def build(src: Path, out: Path, *options: str) -> Path:
@@ -44,6 +48,42 @@ def config(shards: Path, **overrides) -> StreamConfig:
     values = dict(shards=str(shards), identities_per_batch=4, images_per_identity=3, buffer_samples=48,
                   num_workers=2, augment=AugmentConfig(size=32))
     return StreamConfig(**{**values, **overrides})
+
+
+def source_truth(shards: Path, source_root: Path) -> dict[str, tuple[np.ndarray, int]]:
+    """key -> (the source file decoded by PIL, resized and centre-cropped to 32 px; the manifest
+    id of the identity folder it lies in), from the shards' json and the source tree: nothing of
+    the reader's own code path."""
+    manifest = json.loads((shards / "manifest.json").read_text())
+    truth = {}
+    for shard in manifest["shards"]:
+        samples, error = read_samples(shards / shard["name"])
+        assert error is None
+        for key, fields in samples.items():
+            source = json.loads(fields["json"])["source"]
+            image = Image.open(source_root / source).convert("RGB")
+            assert image.width == image.height
+            image = image.resize((32, 32), Image.Resampling.BILINEAR) if image.width != 32 else image
+            truth[key] = (np.asarray(image), manifest["labels"][source.split("/")[0]]["id"])
+    return truth
+
+
+def assert_images_are_their_keys(batch: dict, truth: dict) -> None:
+    images = batch["image"].permute(0, 2, 3, 1).numpy()
+    for image, key, label in zip(images, batch["key"], batch["label"].tolist(), strict=True):
+        expected_image, expected_label = truth[key]
+        assert label == expected_label, key
+        assert np.abs(image.astype(int) - expected_image.astype(int)).max() <= 2, key  # two libjpeg builds
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_every_batch_image_is_the_decode_of_its_key_and_carries_its_label(face_shards, workers):
+    truth = source_truth(face_shards, face_shards.parent / "src")
+    distinct = [truth[k][0].astype(int) for k in sorted(truth)[:40]]
+    assert min(np.abs(a - b).max() for a, b in itertools.pairwise(distinct)) > 20  # a shift would show
+    loader = StreamLoader(config(face_shards, num_workers=workers, augment=EXACT), rank=0, world_size=1)
+    for _ in range(25):  # past the workers' 3 shared slots each: reused slots hold the new batch's images
+        assert_images_are_their_keys(next(loader), truth)
 
 
 @pytest.mark.parametrize("workers", [0, 2])
@@ -92,7 +132,8 @@ def test_too_few_identities_is_a_clear_error(face_shards):
         StreamLoader(config(face_shards, images_per_identity=13, small_identities="skip"), 0, 1)
 
 
-def test_corrupt_and_truncated_shards_are_counted_and_batches_stay_full(face_shards, tmp_path):
+@pytest.mark.parametrize("workers", [0, 2])
+def test_corrupt_and_truncated_shards_are_counted_and_batches_stay_full(face_shards, tmp_path, workers):
     damaged = tmp_path / "damaged"
     damaged.mkdir()
     for path in face_shards.iterdir():
@@ -111,11 +152,15 @@ def test_corrupt_and_truncated_shards_are_counted_and_batches_stay_full(face_sha
     first.write_bytes(data)
     second = damaged / "train-000001.tar"
     second.write_bytes(second.read_bytes()[:6000])
-    loader = StreamLoader(config(damaged, num_workers=0), rank=0, world_size=1)
+    truth = source_truth(face_shards, face_shards.parent / "src")
+    victim_keys = {json.loads(v["json"])["key"] for v in victims}
+    loader = StreamLoader(config(damaged, num_workers=workers, augment=EXACT), rank=0, world_size=1)
     for _ in range(40):
         batch = next(loader)
         counts = Counter(batch["label"].tolist())
         assert len(counts) == 4 and set(counts.values()) == {3}
+        assert not victim_keys & set(batch["key"])
+        assert_images_are_their_keys(batch, truth)  # a repaired slot holds its donor's pixels, not stale ones
     stats = loader.stats()
     assert stats["corrupt"] >= 2 and stats["truncated_shards"] >= 1
 
@@ -135,6 +180,17 @@ def test_shuffle_mode_balances_classes(tmp_path):
 
     assert rare_fraction("none") == pytest.approx(12 / 72, abs=0.07)
     assert rare_fraction("oversample") == pytest.approx(0.5, abs=0.1)
+    assert rare_fraction("undersample") == pytest.approx(0.5, abs=0.1)
+
+
+def test_undersampling_thins_the_large_classes_and_oversampling_repeats_the_small_ones():
+    """The two balances draw the classes equally often from different streams: undersampling
+    keeps each sample of the smallest class once and a share of the others, oversampling repeats
+    the smaller classes up to the largest."""
+    counts = {0: 60, 1: 12, 2: 30}
+    assert class_weights(counts, "undersample") == {0: pytest.approx(0.2), 1: 1.0, 2: pytest.approx(0.4)}
+    assert class_weights(counts, "oversample") == {0: 1.0, 1: 5.0, 2: 2.0}
+    assert class_weights(counts, "none") == {}
 
 
 def test_evaluation_sees_every_sample_exactly_once_across_ranks(face_shards):
