@@ -8,6 +8,7 @@ import logging
 import socket
 import urllib.request
 
+import psutil
 import pytest
 import torch
 from prometheus_client.parser import text_string_to_metric_families
@@ -106,3 +107,44 @@ def test_an_unreachable_pushgateway_is_a_warning_naming_it(tmp_path, caplog):
         exporter.close(leave_targets=False)
     assert f"could not push the final metrics to the Pushgateway at http://127.0.0.1:{port}" in caplog.text
     assert (tmp_path / "t.json").exists()  # a crashed run stays listed (its targets show as down)
+
+
+def listening_addresses() -> dict[int, str]:
+    """port -> address of this process's listening TCP sockets, as the kernel reports them."""
+    return {c.laddr.port: c.laddr.ip for c in psutil.Process().net_connections("tcp") if c.status == "LISTEN"}
+
+
+def test_the_endpoint_listens_on_loopback_only_unless_asked(tmp_path):
+    exporter = Exporter(MetricsConfig(port=0), JobMetrics(cuda=False), ONE_PROCESS, tmp_path / "run")
+    try:
+        assert listening_addresses()[exporter.port] == "127.0.0.1"  # metrics are not for the whole network
+    finally:
+        exporter.close(leave_targets=True)
+    exporter = Exporter(MetricsConfig(port=0, address="0.0.0.0"), JobMetrics(cuda=False), ONE_PROCESS, tmp_path / "run")
+    try:
+        assert listening_addresses()[exporter.port] == "0.0.0.0"
+        targets = json.loads((tmp_path / "prometheus_targets" / "run.json").read_text())
+        assert targets[0]["targets"] == [f"{socket.gethostname()}:{exporter.port}"]  # reachable by name
+    finally:
+        exporter.close(leave_targets=True)
+
+
+def test_each_local_rank_serves_on_the_base_port_plus_its_local_rank(tmp_path):
+    base = next(p for p in iter(free_port, None) if port_is_free(p + 2))
+    local_rank_2 = DistInfo(rank=5, world_size=8, local_rank=2, device=torch.device("cpu"))
+    exporter = Exporter(MetricsConfig(port=base), JobMetrics(cuda=False), local_rank_2, tmp_path / "run")
+    try:
+        assert exporter.port == base + 2 and base + 2 in listening_addresses()
+        with urllib.request.urlopen(f"http://127.0.0.1:{base + 2}/metrics", timeout=5) as reply:
+            assert "facetrain_samples_total" in reply.read().decode()
+    finally:
+        exporter.close(leave_targets=True)
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
