@@ -17,13 +17,15 @@ def main() -> None:
     info = DistInfo(rank=rank, world_size=world, local_rank=rank, device=torch.device("cpu"))
     generator = torch.Generator().manual_seed(7)
     rows = 12
-    embeddings = torch.nn.functional.normalize(torch.randn(world * rows, 16, generator=generator, dtype=torch.float64), dim=1)
+    embeddings = torch.randn(world * rows, 16, generator=generator, dtype=torch.float64)
+    embeddings = torch.nn.functional.normalize(embeddings, dim=1)
     labels = torch.randint(0, 5, (world * rows,), generator=generator)
     report = {}
     for mining in MODES:
         for squared in (True, False):
             local = embeddings[rank * rows : (rank + 1) * rows].clone().requires_grad_()
-            loss, _ = distributed_triplet_loss(local, labels[rank * rows : (rank + 1) * rows], info, 0.3, mining, squared)
+            local_labels = labels[rank * rows : (rank + 1) * rows]
+            loss, _ = distributed_triplet_loss(local, local_labels, info, 0.3, mining, squared)
             loss.backward()
             losses = [None] * world
             grads = [None] * world
@@ -31,7 +33,8 @@ def main() -> None:
             dist.all_gather_object(grads, local.grad)
             if rank == 0:
                 whole = embeddings.clone().requires_grad_()
-                total, count, _ = triplet_loss(whole, labels, whole, labels, torch.arange(len(labels)), 0.3, mining, squared)
+                everyone = torch.arange(len(labels))
+                total, count, _ = triplet_loss(whole, labels, whole, labels, everyone, 0.3, mining, squared)
                 single = total / count
                 single.backward()
                 averaged = torch.cat(grads) / world  # what the engine's gradient averaging makes of them

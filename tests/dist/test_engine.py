@@ -86,7 +86,7 @@ def test_sigterm_checkpoints_at_the_next_step_and_exits_zero(tmp_path, subproces
              timeout=180, what="two workers past their first evaluation")
     for worker in workers(job.pid):  # what SLURM does before pre-emption: signal every task
         worker.send_signal(signal.SIGTERM)
-    stdout, stderr = job.communicate(timeout=120)
+    _, stderr = job.communicate(timeout=120)
     assert job.returncode == 0, stderr[-5000:]
     assert "stop signal: checkpoint saved" in stderr
     saved = sorted(p.name for p in checkpoint_dir(config).glob("step*"))

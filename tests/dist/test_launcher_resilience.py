@@ -59,8 +59,9 @@ def recording_job(tmp_path: Path, name: str, shards: Path, env: dict) -> tuple[l
     swapped for one that also knows the sample-recording test task."""
     config = write_face_job(tmp_path, name, shards, task={"name": "sample_recording"},
                             train={"steps": 30, "eval_at_start": False, "log_every": 5})
-    plan = torchrun_plan(ClusterConfig(max_restarts=1), WorkerArgs(str(config), module="tests.dist.run_with_test_tasks"),
-                         nproc=2, rdzv_id=name, python=sys.executable, environ=env)
+    worker = WorkerArgs(str(config), module="tests.dist.run_with_test_tasks")
+    plan = torchrun_plan(ClusterConfig(max_restarts=1), worker, nproc=2, rdzv_id=name, python=sys.executable,
+                         environ=env)
     log_dir = tmp_path / f"{name}_samples"
     log_dir.mkdir()
     return plan.command, {**env, **plan.env, "SAMPLE_LOG_DIR": str(log_dir)}, config
@@ -78,7 +79,7 @@ def test_sigkilled_worker_is_restarted_and_resumes_with_the_same_samples(face_sh
              if "tests.dist.run_with_test_tasks" in " ".join(p.cmdline()) and p.environ().get("RANK") == "1"]
     assert len(rank1) == 1
     rank1[0].send_signal(signal.SIGKILL)  # an OOM kill: no handler runs, nothing is saved
-    stdout, stderr = job.communicate(timeout=300)
+    _, stderr = job.communicate(timeout=300)
     assert job.returncode == 0, stderr[-5000:]
     assert "worker group restart 1: resuming from the newest complete checkpoint" in stderr
     assert "resumed from" in stderr

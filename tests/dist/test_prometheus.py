@@ -13,8 +13,8 @@ import urllib.parse
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.dist.jobs import launch_command, results, run_job, wait_for, write_job
 from launcher.dist import free_port
+from tests.dist.jobs import launch_command, results, run_job, wait_for, write_job
 from tests.dist.prometheus_servers import REPO, http_get, require, start_server, stop
 
 MONITORING = REPO / "configs" / "monitoring"
