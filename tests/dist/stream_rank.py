@@ -25,17 +25,19 @@ def main() -> None:
     config = StreamConfig(shards=shards, identities_per_batch=3, images_per_identity=2, buffer_samples=24,
                           num_workers=2, open_shards=2, augment=AugmentConfig(size=24))
     loader = StreamLoader(config, rank, world, position=position)
-    keys, coverage = [], []
-    for _ in range(steps):
+    keys, coverage, epoch_ends = [], [], []
+    for step in range(1, steps + 1):
         batch = next(loader)
         step_total = torch.tensor([1.0])
         dist.all_reduce(step_total)  # would hang if a rank ran out of batches
         assert step_total.item() == world
         keys.append(batch["key"])
-        if loader.last_coverage and loader.last_coverage not in coverage:
+        if loader.last_coverage is not None and (not coverage or loader.last_coverage is not coverage[-1]):
             coverage.append(loader.last_coverage)
+            epoch_ends.append(step)
     result = {"keys": keys, "state": loader.state_dict(), "steps_per_epoch": loader.steps_per_epoch,
-              "coverage": coverage}
+              "coverage": coverage,
+              "epoch_ends": epoch_ends}
     gathered = [None] * world
     dist.all_gather_object(gathered, result)
     if rank == 0:

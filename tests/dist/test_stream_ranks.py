@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from shards.cli import main
+from shards.verify import read_samples
 
 ENTRY = Path(__file__).with_name("stream_rank.py")
 
@@ -47,17 +48,32 @@ def run(shards: Path, out: Path, steps: int, env: dict, position: Path | None = 
     return json.loads(out.read_text())
 
 
+def shard_of_each_key(shards: Path) -> dict[str, str]:
+    manifest = json.loads((shards / "manifest.json").read_text())
+    return {key: shard["name"] for shard in manifest["shards"] for key in read_samples(shards / shard["name"])[0]}
+
+
 def test_equal_steps_and_exact_resume_on_two_ranks(uneven_shards, tmp_path, subprocess_env):
-    counts = [s["count"] for s in json.loads((uneven_shards / "manifest.json").read_text())["shards"]]
+    manifest = json.loads((uneven_shards / "manifest.json").read_text())
+    counts = [s["count"] for s in manifest["shards"]]
     assert max(counts) > 2 * min(counts)
-    full = run(uneven_shards, tmp_path / "full.json", 30, subprocess_env)
-    assert [len(full[r]["keys"]) for r in "01"] == [30, 30]
-    assert full["0"]["steps_per_epoch"] == full["1"]["steps_per_epoch"]
+    steps_per_epoch = sum(counts) // (3 * 2 * 2)  # samples // (P·K · ranks), whatever each rank's shards hold
+    full = run(uneven_shards, tmp_path / "full.json", 80, subprocess_env)
+    for rank in "01":
+        assert len(full[rank]["keys"]) == 80
+        assert full[rank]["steps_per_epoch"] == steps_per_epoch
+        # every rank closes its epochs at the same batch (the coverage all-reduce is a collective)
+        assert full[rank]["epoch_ends"] == list(range(steps_per_epoch, 81, steps_per_epoch))
     assert full["0"]["coverage"] and full["0"]["coverage"] == full["1"]["coverage"]  # reduced over ranks
-    assert set(map(tuple, full["0"]["keys"])) != set(map(tuple, full["1"]["keys"]))  # ranks read different data
+
+    # 2 ranks x 2 workers = 4 readers; shards rotate over readers from pass to pass, so within a few
+    # passes every rank has read every shard (80 batches of 6 are more than 4 passes of the data).
+    shard_of = shard_of_each_key(uneven_shards)
+    seen = {rank: {shard_of[key] for batch in full[rank]["keys"] for key in batch} for rank in "01"}
+    assert seen["0"] == seen["1"] == {s["name"] for s in manifest["shards"]}
 
     first = run(uneven_shards, tmp_path / "first.json", 13, subprocess_env)
     resumed = run(uneven_shards, tmp_path / "resumed.json", 17, subprocess_env, position=tmp_path / "first.json")
     for rank in "01":
         assert first[rank]["keys"] == full[rank]["keys"][:13]
-        assert resumed[rank]["keys"] == full[rank]["keys"][13:]
+        assert resumed[rank]["keys"] == full[rank]["keys"][13:30]
