@@ -61,6 +61,10 @@ def complete_tags(directory: Path) -> list[str]:
     return sorted(tags)
 
 
+def read_marker(directory: Path, tag: str) -> dict[str, Any]:
+    return json.loads((Path(directory) / tag / COMPLETE_MARKER).read_text())
+
+
 def existing_checkpoint_error(run_dir: Path) -> JobError | None:
     """The error for starting a new run in a run_dir that holds one already, if it does."""
     tags = complete_tags(Path(run_dir) / "checkpoints")
@@ -80,8 +84,10 @@ class Checkpointer:
         self.keep_last = keep_last
         self.dist = dist
 
-    def save(self, engine, step: int, rank_state: dict[str, Any], job: Any) -> str:
-        """Collective: every rank calls it at the same step."""
+    def save(self, engine, step: int, rank_state: dict[str, Any], job: Any, for_stop: bool = False) -> str:
+        """Collective: every rank calls it at the same step.  ``for_stop``: saved because a stop
+        signal reached the job, recorded in the marker so ``launch`` can tell a stop from a crash
+        whoever received the signal."""
         started = time.monotonic()
         tag = tag_for(step)
         staging = f"{tag}.partial"
@@ -101,7 +107,7 @@ class Checkpointer:
             shutil.rmtree(final, ignore_errors=True)
             (self.directory / staging).rename(final)
             dump_config(job, final / "config.yaml")
-            marker = {"step": step, "world_size": self.dist.world_size, "saved_at": time.time()}
+            marker = {"step": step, "world_size": self.dist.world_size, "saved_at": time.time(), "for_stop": for_stop}
             (final / COMPLETE_MARKER).write_text(json.dumps(marker))
             (self.directory / "latest").write_text(tag)
             self._prune()
@@ -112,7 +118,7 @@ class Checkpointer:
     def load(self, engine, tag: str) -> dict[str, Any]:
         """Restore engine state from ``tag``; returns this rank's saved state (RNG restored)."""
         path = self.directory / tag
-        saved_world = json.loads((path / COMPLETE_MARKER).read_text())["world_size"]
+        saved_world = read_marker(self.directory, tag)["world_size"]
         if saved_world != self.dist.world_size:
             raise JobError(
                 f"{path}: checkpoint was written by {saved_world} processes, this run has "

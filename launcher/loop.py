@@ -58,11 +58,14 @@ class RunContext:
 
 
 class StopSignal:
-    """SIGTERM or SIGUSR1 (SLURM's pre-emption warning) asks for a checkpoint and a clean exit."""
+    """SIGTERM (schedulers), SIGUSR1 (SLURM's pre-emption warning) or SIGHUP (the terminal went
+    away; ``launch`` and torchrun's agent pass it on) asks for a checkpoint and a clean exit."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGHUP)
 
     def __init__(self) -> None:
         self.requested = False
-        for sig in (signal.SIGTERM, signal.SIGUSR1):
+        for sig in self.SIGNALS:
             signal.signal(sig, self._handle)
 
     def _handle(self, signum: int, frame: Any) -> None:
@@ -134,10 +137,10 @@ def evaluate(ctx: RunContext, state: LoopState) -> None:
         tqdm.write(f"\nevaluation at step {state.step}\n{format_table(ctx.evaluations[-1:])}\n")
 
 
-def save_checkpoint(ctx: RunContext, state: LoopState) -> None:
+def save_checkpoint(ctx: RunContext, state: LoopState, for_stop: bool = False) -> None:
     started = time.monotonic()
     rank_state = {"reader": ctx.stream.state_dict(), "nonfinite_skipped": state.nonfinite_skipped}
-    ctx.checkpointer.save(ctx.engine, state.step, rank_state, ctx.job)
+    ctx.checkpointer.save(ctx.engine, state.step, rank_state, ctx.job, for_stop)
     state.last_checkpoint_step = state.step
     ctx.metrics.checkpoint_saved(time.monotonic() - started)
 
@@ -200,7 +203,7 @@ def run_training(ctx: RunContext, state: LoopState, stop: StopSignal) -> bool:
             evaluate(ctx, state)
         every = ctx.job.checkpoint.every_steps
         if stop_now or (every and state.step % every == 0):
-            save_checkpoint(ctx, state)
+            save_checkpoint(ctx, state, for_stop=stop_now)
         if stop_now:
             bar.close()
             log.warning("stop signal: checkpoint saved at step %d, exiting", state.step)

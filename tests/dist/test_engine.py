@@ -7,6 +7,7 @@ import signal
 import subprocess
 
 import psutil
+import pytest
 import torch
 
 from tests.dist.jobs import (
@@ -97,6 +98,42 @@ def test_sigterm_checkpoints_at_the_next_step_and_exits_zero(tmp_path, subproces
     assert (checkpoint_dir(config) / f"step{stopped_at + 5:08d}" / "complete.json").exists()
 
 
+def agent(launch_pid: int) -> psutil.Process:
+    return next(p for p in psutil.Process(launch_pid).children() if "torch.distributed.run" in " ".join(p.cmdline()))
+
+
+@pytest.mark.parametrize(("receiver", "signum"), [
+    ("rank 1 only", signal.SIGTERM),  # one task of a job array, or a user's kill of one process
+    ("the torchrun agent", signal.SIGTERM),  # a node's scheduler daemon
+    ("launch", signal.SIGHUP),  # the terminal that started launch closed
+])
+def test_a_stop_signal_reaching_one_process_stops_every_rank_at_one_checkpoint(tmp_path, subprocess_env, receiver,
+                                                                               signum):
+    config = write_job(tmp_path, train={"steps": 400}, checkpoint={"every_steps": 0})
+    job = subprocess.Popen(launch_command(config), env=subprocess_env, start_new_session=True,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: len(workers(job.pid)) == 2 and (checkpoint_dir(config).parent / "results.json").exists(),
+             timeout=180, what="two workers past their first evaluation")
+    if receiver == "launch":
+        os.kill(job.pid, signum)
+    elif receiver == "the torchrun agent":
+        agent(job.pid).send_signal(signum)
+    else:
+        next(w for w in workers(job.pid) if w.environ().get("RANK") == "1").send_signal(signum)
+    try:
+        stdout, stderr = job.communicate(timeout=120)
+    finally:  # ranks that disagree about stopping wait for each other forever
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+    assert job.returncode == 0, stderr[-5000:]
+    saved = sorted(p.name for p in checkpoint_dir(config).glob("step*"))
+    assert len(saved) == 1 and saved[0] != "step00000400", saved
+    assert {p.name for p in (checkpoint_dir(config) / saved[0]).glob("rank*.pt")} == {"rank00000.pt", "rank00001.pt"}
+    assert stderr.count("stop signal: checkpoint saved") >= 1
+    if receiver != "rank 1 only":  # the agent exits non-zero after passing a signal on; launch says why
+        assert f"stopped by a signal after saving checkpoint {saved[0]}; continue with --resume" in stdout
+
+
 def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, subprocess_env):
     config = write_job(tmp_path, train={"steps": 30})  # checkpoints at 10, 20, 30, all kept
     assert_ok(run_job(config, subprocess_env))
@@ -110,3 +147,21 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, su
     got = final_parameters(config, 30)  # steps 21..30 again, from step 20: the same end
     for name in reference:
         assert torch.equal(reference[name], got[name]), name
+
+    # Damaged on one rank only: that rank alone cannot load it, and resuming from two different
+    # steps would desynchronise every collective after it, so both ranks take step 20.
+    rank1_state = checkpoint_dir(config) / "step00000030" / "rank00001.pt"
+    rank1_state.write_bytes(rank1_state.read_bytes()[:200])
+    proc = run_job(config, subprocess_env, "--resume", timeout=180)
+    assert_ok(proc)
+    assert "unreadable on rank 1" in proc.stderr and "unreadable on rank 0" not in proc.stderr
+    assert "checkpoint step00000030 unreadable on 1 rank(s); falling back to the previous one" in proc.stderr
+    got = final_parameters(config, 30)
+    for name in reference:
+        assert torch.equal(reference[name], got[name]), name
+
+    # ZeRO partitions the optimizer state per rank: another world size is refused, not guessed at.
+    proc = run_job(config, subprocess_env, "--resume", nproc=1, timeout=180)
+    assert proc.returncode != 0
+    assert ("checkpoint was written by 2 processes, this run has 1; resume with 2 processes or start a new "
+            "run_dir") in proc.stderr
