@@ -13,6 +13,7 @@ import torch
 from tests.dist.jobs import (
     checkpoint_dir,
     final_parameters,
+    kill_tree,
     launch_command,
     results,
     run_job,
@@ -65,7 +66,7 @@ def test_sigkill_then_resume_ends_identical_to_uninterrupted(tmp_path, subproces
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_for(lambda: (checkpoint_dir(interrupted) / "step00000020" / "complete.json").exists(),
              timeout=180, what="the step-20 checkpoint")
-    os.killpg(job.pid, signal.SIGKILL)  # the agent and both workers, no chance to clean up
+    kill_tree(job.pid)  # launch, the agent and both workers: no chance to clean up
     job.wait()
     assert not (checkpoint_dir(interrupted) / f"step{steps:08d}").exists(), "killed too late"
 
@@ -123,8 +124,7 @@ def test_a_stop_signal_reaching_one_process_stops_every_rank_at_one_checkpoint(t
     try:
         stdout, stderr = job.communicate(timeout=120)
     finally:  # ranks that disagree about stopping wait for each other forever
-        if job.poll() is None:
-            os.killpg(job.pid, signal.SIGKILL)
+        kill_tree(job.pid)
     assert job.returncode == 0, stderr[-5000:]
     saved = sorted(p.name for p in checkpoint_dir(config).glob("step*"))
     assert len(saved) == 1 and saved[0] != "step00000400", saved
