@@ -1,41 +1,9 @@
-"""Soft Attention and the attention FaceNet: shapes, normalisations, freezing, weights."""
+"""The attention FaceNet: shapes, normalisations, freezing, weights (the layer itself: test_soft_attention.py)."""
 
 import pytest
 import torch
 
-from facetrain.attention import AttentionMerge, SoftAttention
 from facetrain.model import AttentionFaceNet, FaceModelConfig
-
-
-def test_maps_are_spatial_softmaxes_and_sum_to_k():
-    attention = SoftAttention(32, maps=16)
-    features = torch.randn(2, 32, 7, 7)
-    attended, maps = attention(features)
-    assert maps.shape == (2, 16, 7, 7) and attended.shape == features.shape
-    torch.testing.assert_close(maps.sum((2, 3)), torch.ones(2, 16))
-    torch.testing.assert_close(attended, 0.01 * maps.sum(1, keepdim=True) * features)
-    assert attention.gamma.requires_grad and attention.gamma.item() == pytest.approx(0.01)
-
-
-def test_paper_form_reads_every_channel_and_literal_keras_form_only_the_first_three():
-    features = torch.randn(1, 192, 8, 8)
-    shifted = features.clone()
-    shifted[:, 100] += 5.0
-    paper = SoftAttention(192)
-    assert not torch.allclose(paper.attention_maps(features), paper.attention_maps(shifted))
-    literal = SoftAttention(192, keras_literal=True)
-    torch.testing.assert_close(literal.attention_maps(features), literal.attention_maps(shifted))
-    shifted[:, 1] += 5.0
-    assert not torch.allclose(literal.attention_maps(features), literal.attention_maps(shifted))
-    assert sum(p.numel() for p in literal.parameters()) == 27_664  # REFERENCE.md §1.2: C·3·3·m + m, no γ
-    assert literal.gamma is None
-
-
-def test_merge_matches_keras_same_pooling():
-    merge = AttentionMerge(4)
-    out = merge(torch.randn(1, 4, 7, 7), torch.randn(1, 4, 7, 7))
-    assert out.shape == (1, 8, 4, 4) and merge.output_size(7, 7) == (4, 4)
-    assert AttentionMerge(4, "add")(torch.ones(1, 4, 3, 3), torch.ones(1, 4, 3, 3)).shape == (1, 4, 3, 3)
 
 
 @pytest.fixture(scope="module")
