@@ -6,7 +6,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 NPROC ?= 2
 
-.PHONY: demo test lint clean monitoring-tools
+.PHONY: demo test lint clean monitoring-tools mutate
 
 $(STAMP): setup.py requirements/constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required, found " + sys.version.split()[0]'
@@ -27,6 +27,16 @@ test: $(STAMP) monitoring-tools
 # monitoring tests; without them those tests skip and say why.
 monitoring-tools:
 	@tests/tools/fetch_prometheus.sh .tools/prometheus
+
+# Mutation testing of the pure modules (setup.cfg [mutmut]; docs/development.md), not part of `make test`:
+# a fresh run (cached verdicts would hide mutants that new tests kill), then every mutant not killed.
+# One worker per core, each with one torch thread.
+mutate: $(STAMP)
+	rm -rf mutants
+	OMP_NUM_THREADS=1 $(VENV)/bin/mutmut run --max-children $$(nproc)
+	@echo "Mutants not killed (mutmut show NAME for the change; docs/development.md lists the equivalent ones):"
+	@$(VENV)/bin/mutmut results
+	@$(VENV)/bin/mutmut export-cicd-stats > /dev/null && cat mutants/mutmut-cicd-stats.json
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

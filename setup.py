@@ -31,7 +31,7 @@ setup(
         "pillow>=10,<13",
         "psutil>=5.9,<8",
     ],
-    # scikit-image only for its bundled sample photograph (the MTCNN alignment test).
-    extras_require={"dev": ["pytest>=8,<10", "ruff>=0.6,<1", "scikit-image>=0.22,<1"]},
+    # scikit-image only for its bundled sample photograph (the MTCNN alignment test); mutmut for `make mutate`.
+    extras_require={"dev": ["pytest>=8,<10", "ruff>=0.6,<1", "scikit-image>=0.22,<1", "mutmut>=3.8,<4"]},
     entry_points={"console_scripts": ["launch=launcher.cli:main", "shards=shards.cli:main"]},
 )
