@@ -18,7 +18,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from facetrain.model import AttentionFaceNet, FaceModelConfig
+from facetrain.model import AttentionFaceNet
+from facetrain.model_config import FaceModelConfig
 from facetrain.triplet import triplet_loss
 
 

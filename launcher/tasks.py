@@ -2,7 +2,8 @@
 
 Entries are import paths, resolved only when a config names the task, so ``launcher``
 never imports ``facetrain`` or ``medtrain`` at module level (the dependency direction in
-DESIGN.md points the other way).
+DESIGN.md points the other way).  Each task names its config class apart from the task
+class: the config modules import no torch, so ``launch`` validates a job without it.
 """
 
 from __future__ import annotations
@@ -12,24 +13,29 @@ import importlib
 
 from launcher.config import ConfigError
 
-TASKS: dict[str, str] = {
-    "face_identity": "facetrain.identity_task:IdentityClassificationTask",
-    "face_triplet": "facetrain.face_task:FaceTripletTask",
+TASKS: dict[str, tuple[str, str]] = {  # name -> (config class, task class)
+    "face_identity": ("facetrain.identity_task:IdentityClassificationConfig",
+                      "facetrain.identity_task:IdentityClassificationTask"),
+    "face_triplet": ("facetrain.config:FaceTripletConfig", "facetrain.face_task:FaceTripletTask"),
 }
 
 
-def task_class(name: str, source: str = "config") -> type:
-    """The task class registered under ``name``."""
+def _resolve(name: str, which: int, source: str) -> type:
     if name not in TASKS:
         close = difflib.get_close_matches(name, TASKS, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise ConfigError(
             f"{source}: task.name: unknown task {name!r}{hint}; known tasks: {', '.join(sorted(TASKS))}"
         )
-    module_name, _, class_name = TASKS[name].partition(":")
+    module_name, _, class_name = TASKS[name][which].partition(":")
     return getattr(importlib.import_module(module_name), class_name)
+
+
+def task_class(name: str, source: str = "config") -> type:
+    """The task class registered under ``name``."""
+    return _resolve(name, 1, source)
 
 
 def task_config_class(name: str, source: str = "config") -> type:
     """The dataclass that validates the ``task:`` section of a job using ``name``."""
-    return task_class(name, source).Config
+    return _resolve(name, 0, source)

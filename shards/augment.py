@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import simplejpeg
@@ -30,28 +28,13 @@ from PIL import Image
 from torchvision.transforms.v2 import functional as F
 
 from shards.items import IMAGE_FIELDS
+from shards.stream_config import AugmentConfig
 
 NORMALIZATION = {
     # FaceNet's fixed_image_standardization: (x - 127.5) / 128
     "facenet": ([127.5] * 3, [128.0] * 3),
     "imagenet": ([0.485 * 255, 0.456 * 255, 0.406 * 255], [0.229 * 255, 0.224 * 255, 0.225 * 255]),
 }
-
-
-@dataclass(frozen=True)
-class AugmentConfig:
-    """Training transforms of a task; evaluation always uses resize + centre crop."""
-
-    size: int = 112
-    """Output side in pixels."""
-    crop: Literal["random", "random_resized", "center"] = "random"
-    """random: a size x size window at a random position (FaceNet); random_resized: a random
-    area in crop_scale, resampled to size; center: no randomness."""
-    crop_scale: tuple[float, float] = (0.85, 1.0)
-    hflip: bool = True
-    color_jitter: float = 0.0
-    """Brightness, contrast and saturation factors drawn from [1 - j, 1 + j]; 0 disables."""
-    normalize: Literal["facenet", "imagenet", "none"] = "facenet"
 
 
 def decode_image(fields: dict, size_hint: int | None = None) -> Image.Image:

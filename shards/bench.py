@@ -28,10 +28,10 @@ from PIL import Image
 from torch.utils.data import DataLoader
 from torchvision.datasets import ImageFolder
 
-from shards.augment import AugmentConfig, Augmenter, decode_image, decode_jpeg_into
+from shards.augment import Augmenter, decode_image, decode_jpeg_into
 from shards.cli import main as shards_main
 from shards.loader import StreamLoader
-from shards.stream import StreamConfig
+from shards.stream_config import AugmentConfig, StreamConfig
 
 DEMO_AUGMENT = AugmentConfig(size=144, crop="random", hflip=True)  # FaceNet: random crop + flip
 P, K = 32, 4

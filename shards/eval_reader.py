@@ -19,8 +19,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from shards.augment import AugmentConfig, Augmenter, stack_images
+from shards.augment import Augmenter, stack_images
 from shards.stream import ReadCounters, SplitIndex, read_shard
+from shards.stream_config import AugmentConfig
 
 log = logging.getLogger(__name__)
 

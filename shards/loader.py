@@ -19,7 +19,8 @@ from torch.utils.data import DataLoader
 
 from shards.augment import channels_first
 from shards.batch_slots import BatchSlots
-from shards.stream import ShardStream, SplitIndex, StreamConfig
+from shards.stream import ShardStream, SplitIndex
+from shards.stream_config import StreamConfig
 
 log = logging.getLogger(__name__)
 

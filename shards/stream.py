@@ -16,57 +16,24 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from shards.augment import AugmentConfig, Augmenter
+from shards.augment import Augmenter
 from shards.batch_slots import BatchSlots
 from shards.manifest import load_manifest
 from shards.pk_batcher import PKBatcher, Record
+from shards.stream_config import StreamConfig
 from shards.tarstream import TarDamaged, iter_members
 
 log = logging.getLogger(__name__)
 
 END = None  # marks the end of one interleaved stream
-
-
-@dataclass(frozen=True)
-class StreamConfig:
-    """How a task reads its training split."""
-
-    shards: str
-    """Folder with manifest.json (from ``shards build``)."""
-    split: str = "train"
-    mode: Literal["pk", "shuffle"] = "pk"
-    """pk: P identities × K images per batch (triplet mining); shuffle: plain classification."""
-    identities_per_batch: int = 16
-    """P."""
-    images_per_identity: int = 4
-    """K."""
-    batch_size: int = 64
-    """Samples per batch in shuffle mode."""
-    small_identities: Literal["replace", "skip"] = "replace"
-    """Identities with fewer than K images: drawn with replacement, or skipped."""
-    class_balance: Literal["none", "oversample", "undersample"] = "none"
-    """Shuffle mode: repeat (or thin) samples so every class is drawn equally often."""
-    buffer_samples: int = 2048
-    """Bound of the batching buffer, in samples (encoded bytes are held, not pixels)."""
-    open_shards: int = 4
-    """Shards each reader interleaves."""
-    num_workers: int = 2
-    steps_per_epoch: int = 0
-    """Batches per rank per epoch; 0: split samples // (batch × world size)."""
-    seed: int = 0
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
-
-    @property
-    def batch_samples(self) -> int:
-        return self.identities_per_batch * self.images_per_identity if self.mode == "pk" else self.batch_size
 
 
 class SplitIndex:

@@ -10,9 +10,8 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from shards.augment import AugmentConfig
 from shards.loader import StreamLoader
-from shards.stream import StreamConfig
+from shards.stream_config import AugmentConfig, StreamConfig
 
 
 def main() -> None:

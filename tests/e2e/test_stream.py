@@ -14,11 +14,11 @@ import pytest
 import torch
 from PIL import Image
 
-from shards.augment import AugmentConfig
 from shards.cli import main
 from shards.eval_reader import eval_loader
 from shards.loader import StreamLoader
-from shards.stream import StreamConfig, class_weights
+from shards.stream import class_weights
+from shards.stream_config import AugmentConfig, StreamConfig
 from shards.verify import read_samples
 from tests.fixtures import datasets
 

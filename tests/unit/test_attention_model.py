@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from facetrain.model import AttentionFaceNet, FaceModelConfig
+from facetrain.model import AttentionFaceNet
+from facetrain.model_config import FaceModelConfig
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from shards.augment import AugmentConfig, Augmenter
+from shards.augment import Augmenter
+from shards.stream_config import AugmentConfig
 
 
 def jpeg(width: int, height: int, seed: int = 0) -> bytes:

@@ -30,8 +30,8 @@ def test_no_import_against_the_dependency_direction(repo, package):
 
 
 def test_task_table_entries_resolve_to_task_classes():
-    from launcher.tasks import TASKS, task_class
+    from launcher.tasks import TASKS, task_class, task_config_class
 
     for name in TASKS:
         cls = task_class(name)
-        assert hasattr(cls, "Config") and callable(cls.step)
+        assert cls.Config is task_config_class(name) and callable(cls.step)

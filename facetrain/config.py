@@ -1,0 +1,48 @@
+"""The face_triplet task's config section (facetrain/face_task.py is the task).  No torch here:
+``launch`` validates job configs before any process starts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from facetrain.model_config import FaceModelConfig
+from launcher.schema import TaskConfig
+from shards.stream_config import StreamConfig
+
+
+@dataclass(frozen=True)
+class FaceTripletConfig(TaskConfig):
+    """Attention FaceNet trained with online triplet mining."""
+
+    stream: StreamConfig = field(default_factory=lambda: StreamConfig(shards=""))
+    model: FaceModelConfig = field(default_factory=FaceModelConfig)
+    objective: Literal["triplet", "arcface", "cosface", "triplet+arcface", "triplet+cosface"] = "triplet"
+    """The paper's triplet loss, an additive-margin softmax head, or both added."""
+    margin: float = 0.2
+    """α of the triplet loss (FaceNet: 0.2 on squared distances)."""
+    class_margin: float = 0.0
+    """m of the ArcFace/CosFace head; 0 takes the head's default (0.5 ArcFace, 0.35 CosFace)."""
+    class_scale: float = 64.0
+    """s of the ArcFace/CosFace head."""
+    head_weight: float = 1.0
+    """Weight of the head's loss when added to the triplet loss."""
+    mining: Literal["semi_hard", "batch_hard", "batch_all"] = "semi_hard"
+    squared: bool = True
+    """Squared Euclidean distance (FaceNet) or plain Euclidean."""
+    eval_shards: str = ""
+    """Shard folder for verification (e.g. an ``lfw-pairs`` build); empty: stream.shards."""
+    eval_split: str = "val"
+    """Split of the evaluation folder (an lfw-pairs build puts everything in ``test``)."""
+    eval_batch_size: int = 128
+    eval_folds: int = 10
+    eval_pairs_per_fold: int = 300
+    """Generated pairs per fold (half matched, half mismatched) when the shards have no LFW pairs."""
+    flip_test: bool = True
+    """Embed image and mirror image, sum, normalise (insightface's flip test)."""
+
+    def __post_init__(self) -> None:
+        if not self.stream.shards:
+            raise ValueError("stream.shards must name a shard folder")
+        if self.stream.mode != "pk":
+            raise ValueError("triplet mining needs stream.mode: pk")
