@@ -11,10 +11,13 @@ from typing import Literal
 class FaceModelConfig:
     """The embedding network."""
 
-    backbone: Literal["inception_resnet_v1", "resnet50", "small"] = "inception_resnet_v1"
-    """``small``: four conv blocks for CPU demos and tests (64-112 px inputs)."""
+    backbone: Literal["inception_resnet_v1", "resnet50", "resnet18", "densenet201", "vgg16", "small"] = (
+        "inception_resnet_v1")
+    """facenet-pytorch's InceptionResnetV1, a timm model without its head, or ``small``: four conv blocks
+    for CPU demos and tests (64-112 px inputs).  facetrain/backbones.py builds it."""
     pretrained: Literal["none", "vggface2", "casia-webface", "file"] = "none"
-    """Backbone weights: facenet-pytorch's sets, or ``file`` (a state dict at pretrained_path)."""
+    """Backbone weights, never downloaded: facenet-pytorch's sets (inception_resnet_v1 only), or ``file``
+    (a state dict at pretrained_path, e.g. torchvision's or timm's; its classifier is dropped)."""
     pretrained_path: str = ""
     """Local weights file; empty: the facenet-pytorch file name under $TORCH_HOME/checkpoints."""
     attention: bool = True
@@ -26,5 +29,7 @@ class FaceModelConfig:
     embedding_dim: int = 128
     image_size: int = 160
     freeze: Literal["all_but_last_block", "none"] = "all_but_last_block"
+    """The paper's: only the backbone's last block (from its last stage on), the attention and the head train;
+    frozen layers keep their batch-norm statistics."""
     dropout: float = 0.0
     """Dropout before the embedding layer."""
