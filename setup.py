@@ -33,5 +33,5 @@ setup(
     ],
     # scikit-image only for its bundled sample photograph (the MTCNN alignment test); mutmut for `make mutate`.
     extras_require={"dev": ["pytest>=8,<10", "ruff>=0.6,<1", "scikit-image>=0.22,<1", "mutmut>=3.8,<4"]},
-    entry_points={"console_scripts": ["launch=launcher.cli:main", "shards=shards.cli:main"]},
+    entry_points={"console_scripts": ["launch=launcher.launch.cli:main", "shards=shards.cli:main"]},
 )

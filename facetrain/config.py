@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from facetrain.model_config import FaceModelConfig
-from launcher.schema import TaskConfig
+from launcher.config.schema import TaskConfig
 from shards.stream_config import StreamConfig
 
 

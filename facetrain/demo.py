@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from facetrain.demo_data import write_casia_layout
-from launcher import cli
+from launcher.launch import cli
 from shards.cli import main as shards_main
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "face" / "demo.yaml"

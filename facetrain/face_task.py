@@ -7,11 +7,12 @@ embeds its share of the evaluation split (optionally with the flipped image adde
 embeddings are gathered once, and pairs are scored with the LFW protocol
 (facetrain/verification.py): the shard folder's LFW pairs when it has them, otherwise pairs
 drawn deterministically (balanced, 10 folds) from the held-out identities.  A ROC plot of every
-evaluation so far is written to run_dir/roc.png.
+evaluation since step 0, labelled by step, is written to roc.png in the run directory.
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +27,8 @@ from facetrain.margin_heads import MarginHead
 from facetrain.model import AttentionFaceNet
 from facetrain.triplet import distributed_triplet_loss
 from facetrain.verification import VerificationResult, evaluate_pairs, plot_roc
-from launcher.dist import DistInfo
 from launcher.errors import reported_as_job_error
+from launcher.runtime.dist import DistInfo
 from shards.augment import normalize_batch
 from shards.eval_reader import eval_loader
 from shards.loader import StreamLoader
@@ -56,11 +57,11 @@ class FaceEmbeddingModel(nn.Module):
 class FaceTripletTask:
     Config = FaceTripletConfig
 
-    def __init__(self, config: FaceTripletConfig):
-        self.config = config
+    def __init__(self, config: FaceTripletConfig, dist: DistInfo):
+        self.config, self.dist = config, dist
         self.micro_batch_size = config.stream.batch_samples
-        self.dist: DistInfo | None = None
-        self.history: dict[str, VerificationResult] = {}
+        self.history: dict[int, VerificationResult] = {}
+        """Every evaluation's result by step (checkpointed: roc.png keeps every curve after a resume)."""
         self.eval_shards = config.eval_shards or config.stream.shards
         self.triplet = config.objective.startswith("triplet")
         self.head_kind = config.objective.rpartition("+")[2] if config.objective != "triplet" else None
@@ -74,16 +75,15 @@ class FaceTripletTask:
                 head = MarginHead(classes, c.model.embedding_dim, self.head_kind, c.class_scale, c.class_margin or None)
             return FaceEmbeddingModel(AttentionFaceNet(c.model), head)
 
-    def train_batches(self, dist: DistInfo, position: dict[str, Any] | None) -> StreamLoader:
-        self.dist = dist
+    def train_batches(self, position: dict[str, Any] | None) -> StreamLoader:
         with reported_as_job_error(*SETUP_ERRORS):
-            return StreamLoader(self.config.stream, dist.rank, dist.world_size, position, dist.device)
+            return StreamLoader(self.config.stream, self.dist.rank, self.dist.world_size, position, self.dist.device)
 
     def _images(self, batch_images: torch.Tensor, model: nn.Module) -> torch.Tensor:
         dtype = next(model.parameters()).dtype
         return normalize_batch(batch_images, self.config.stream.augment, dtype)
 
-    def step(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
+    def step(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         c = self.config
         labels = batch["label"]
         embeddings, _, head_loss = model(self._images(batch["image"], model), labels if self.head_kind else None)
@@ -94,26 +94,32 @@ class FaceTripletTask:
                       "d_an": stats.mean_negative_distance, "hardest_d_an": stats.hardest_negative_distance}
         if head_loss is not None:
             loss = loss + c.head_weight * head_loss
-            logged[f"{self.head_kind}_loss"] = head_loss.item()
+            logged[f"{self.head_kind}_loss"] = head_loss.detach()
         return loss, logged
 
-    def evaluate(self, model: nn.Module, dist: DistInfo, run_dir: Path) -> dict[str, float]:
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, step: int, out_dir: Path) -> dict[str, float]:
         c = self.config
-        keys, labels, embeddings = self._embed_split(model, dist)
+        keys, labels, embeddings = self._embed_split(model)
         pairs = lfw_pairs(self.eval_shards, keys) or generated_pairs(labels, c.eval_folds, c.eval_pairs_per_fold)
         a, b, same, folds = pairs
         distances = ((embeddings[a] - embeddings[b]) ** 2).sum(1)
         result = evaluate_pairs(distances, same, folds)
-        step = len(self.history)
-        self.history[f"evaluation {step}"] = result
-        if dist.is_main:
-            plot_roc(self.history, Path(run_dir) / "roc.png")
+        self.history[step] = result
+        if self.dist.is_main:
+            plot_roc({f"step {s}": self.history[s] for s in sorted(self.history)}, Path(out_dir) / "roc.png")
         return {"verification_" + k: v for k, v in result.metrics().items()
                 if k in ("accuracy", "accuracy_std", "val", "far", "auc", "eer", "pairs")}
 
-    def _embed_split(self, model: nn.Module, dist: DistInfo):
+    def state_dict(self) -> dict[str, Any]:
+        return {"verification": {step: asdict(result) for step, result in self.history.items()}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.history = {step: VerificationResult(**result) for step, result in state.get("verification", {}).items()}
+
+    def _embed_split(self, model: nn.Module):
         """(keys, labels, embeddings) of the whole evaluation split in index order, on every rank."""
-        c = self.config
+        c, dist = self.config, self.dist
         local: list[tuple] = []
         for batch in eval_loader(self.eval_shards, c.eval_split, dist.rank, dist.world_size, c.eval_batch_size,
                                  c.stream.augment):

@@ -26,18 +26,20 @@ from dataclasses import dataclass
 
 import torch
 
-from launcher.dist import DistInfo, all_gather_tensor, all_gather_with_grad, all_reduce_sum
+from launcher.runtime.dist import DistInfo, all_gather_tensor, all_gather_with_grad, all_reduce_sum
 
 MODES = ("batch_all", "batch_hard", "semi_hard")
 
 
 @dataclass
 class MiningStats:
-    active_fraction: float
+    """0-dim tensors on the embeddings' device: logging reads them only at its interval."""
+
+    active_fraction: torch.Tensor
     """Share of the selected triplets with a non-zero loss."""
-    mean_positive_distance: float
-    mean_negative_distance: float
-    hardest_negative_distance: float
+    mean_positive_distance: torch.Tensor
+    mean_negative_distance: torch.Tensor
+    hardest_negative_distance: torch.Tensor
     """Smallest anchor-negative distance in the batch."""
     triplets: int
     """Triplets (or anchors / pairs) the loss averaged over before the non-zero filter."""
@@ -85,12 +87,12 @@ def triplet_loss(
     else:
         total, count = losses.sum(), torch.tensor(len(losses))
     with torch.no_grad():  # statistics for logging only
-        negatives = dist_AN[negative_AN]
+        negatives, zero = dist_AN[negative_AN], dist_AN.new_zeros(())
         stats = MiningStats(
-            active_fraction=active.float().mean().item() if len(losses) else 0.0,
-            mean_positive_distance=d_ap.mean().item() if len(d_ap) else 0.0,
-            mean_negative_distance=d_an.mean().item() if len(d_an) else 0.0,
-            hardest_negative_distance=negatives.min().item() if len(negatives) else 0.0,
+            active_fraction=active.to(dist_AN.dtype).mean() if len(losses) else zero,
+            mean_positive_distance=d_ap.mean() if len(d_ap) else zero,
+            mean_negative_distance=d_an.mean() if len(d_an) else zero,
+            hardest_negative_distance=negatives.min() if len(negatives) else zero,
             triplets=len(losses),
         )
     return total, count, stats
@@ -154,7 +156,6 @@ def distributed_triplet_loss(
     positions = dist.rank * len(labels_B) + torch.arange(len(labels_B), device=labels_B.device)
     total, count, stats = triplet_loss(embeddings_BD, labels_B, references, reference_labels, positions,
                                        margin, mining, squared)
-    global_count = all_reduce_sum(count.reshape(1).to(torch.float64), dist).item()
-    if global_count == 0:
-        return total * 0, stats
-    return total * (dist.world_size / global_count), stats
+    # On the device, no host sync; no triplet on any rank means every total is an empty sum, 0.
+    global_count = all_reduce_sum(count.reshape(1).to(total.device, torch.float64), dist)
+    return total * (dist.world_size / global_count.clamp_min(1)).to(total.dtype).reshape(()), stats

@@ -8,24 +8,20 @@ class: the config modules import no torch, so ``launch`` validates a job without
 
 from __future__ import annotations
 
-import difflib
 import importlib
 
-from launcher.config import ConfigError
+from launcher.config.loader import ConfigError, did_you_mean
 
 TASKS: dict[str, tuple[str, str]] = {  # name -> (config class, task class)
-    "face_identity": ("facetrain.identity_task:IdentityClassificationConfig",
-                      "facetrain.identity_task:IdentityClassificationTask"),
     "face_triplet": ("facetrain.config:FaceTripletConfig", "facetrain.face_task:FaceTripletTask"),
 }
 
 
 def _resolve(name: str, which: int, source: str) -> type:
     if name not in TASKS:
-        close = difflib.get_close_matches(name, TASKS, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise ConfigError(
-            f"{source}: task.name: unknown task {name!r}{hint}; known tasks: {', '.join(sorted(TASKS))}"
+            f"{source}: task.name: unknown task {name!r}{did_you_mean(name, TASKS)}; "
+            f"known tasks: {', '.join(sorted(TASKS))}"
         )
     module_name, _, class_name = TASKS[name][which].partition(":")
     return getattr(importlib.import_module(module_name), class_name)

@@ -18,13 +18,14 @@ from typing import Any
 
 from tqdm import tqdm
 
+from shards.files import write_json_atomic
 from shards.formats import FORMATS
 from shards.formats.lfw import drop_pairs_without_samples
 from shards.items import ScanResult, Skip, SourceItem
 from shards.manifest import FORMAT_VERSION, MANIFEST
 from shards.options import BuildOptions, parse_split
 from shards.plan import ShardPlan, assign_splits, plan_shards, single_image_groups
-from shards.writer import one_thread_per_worker, sha256_of, work_dir, write_json_atomic, write_shard
+from shards.writer import one_thread_per_worker, sha256_of, work_dir, write_shard
 
 
 class BuildError(Exception):

@@ -5,21 +5,24 @@ batch n // W of logical worker n % W.  The position is therefore one number, the
 rank consumed; resuming starts each worker at its own count and rotates the worker roles so the
 next batch comes from the right one.  Epochs are a fixed number of batches on every rank (never
 "until the data runs out"), so no rank can wait in a collective that another rank skipped.
+Nothing here is collective: the training loop reduces ``stats`` and ``epoch_coverage`` over
+the ranks.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import fields
 from typing import Any
 
 import numpy as np
 import torch
-import torch.distributed as torch_dist
 from torch.utils.data import DataLoader
 
 from shards.augment import channels_first
 from shards.batch_slots import BatchSlots
-from shards.stream import ShardStream, SplitIndex
+from shards.pk_batcher import BatcherStats
+from shards.stream import ReadCounters, ShardStream, SplitIndex
 from shards.stream_config import StreamConfig
 
 log = logging.getLogger(__name__)
@@ -64,7 +67,7 @@ class StreamLoader:
         self._iterator = None
         self.worker_stats: dict[int, dict[str, int]] = {}
         self._reset_coverage()
-        self.last_coverage: dict[str, float] | None = None
+        self._finished_coverage: dict[str, torch.Tensor] | None = None
 
     @property
     def epoch(self) -> int:
@@ -114,37 +117,27 @@ class StreamLoader:
         self._seen_labels[batch["label"].numpy()] = True
         self._seen_samples[batch["index"].numpy()] = True
         if self.consumed % self.steps_per_epoch == 0:
-            self._finish_epoch()
+            in_split = [label for label, n in self.index.label_counts.items() if n]
+            self._finished_coverage = {"identities": torch.from_numpy(self._seen_labels[in_split]),
+                                       "images": torch.from_numpy(self._seen_samples)}
+            self._reset_coverage()
         return batch
 
-    def stats(self) -> dict[str, int]:
-        """Counters summed over this rank's workers (corrupt samples, truncated shards, buffer...)."""
-        totals: dict[str, int] = {}
+    def stats(self) -> dict[str, float]:
+        """Counters summed over this rank's workers: corrupt samples, truncated shards and, in pk
+        mode, the batcher's drops and buffer peaks; the same keys from the first batch on."""
+        kinds = [ReadCounters] + ([BatcherStats] if self.config.mode == "pk" else [])
+        totals = {f.name: 0.0 for kind in kinds for f in fields(kind)}
         for stats in self.worker_stats.values():
             for key, value in stats.items():
-                totals[key] = max(totals.get(key, 0), value) if key.startswith("peak") else totals.get(key, 0) + value
+                totals[key] = max(totals[key], value) if key.startswith("peak") else totals[key] + value
         return totals
+
+    def epoch_coverage(self) -> dict[str, torch.Tensor] | None:
+        """Once after each epoch: which identities (of the split) and images this rank saw."""
+        coverage, self._finished_coverage = self._finished_coverage, None
+        return coverage
 
     def _reset_coverage(self) -> None:
         self._seen_labels = np.zeros(self.index.num_labels, dtype=bool)
         self._seen_samples = np.zeros(self.index.total, dtype=bool)
-
-    def _finish_epoch(self) -> None:
-        """Identity and image coverage of the epoch just ended, over all ranks (a collective:
-        every rank ends its epoch at the same batch count)."""
-        labels = torch.from_numpy(self._seen_labels.astype(np.uint8))
-        samples = torch.from_numpy(self._seen_samples.astype(np.uint8))
-        if torch_dist.is_initialized() and self.world_size > 1:
-            labels, samples = labels.to(self.device), samples.to(self.device)
-            torch_dist.all_reduce(labels, op=torch_dist.ReduceOp.MAX)
-            torch_dist.all_reduce(samples, op=torch_dist.ReduceOp.MAX)
-        in_split = [label for label, n in self.index.label_counts.items() if n]
-        self.last_coverage = {
-            "epoch": self.epoch - 1,
-            "identities": float(labels.cpu().numpy()[in_split].mean()) if in_split else 0.0,
-            "images": float(samples.cpu().float().mean()),
-        }
-        if self.rank == 0:
-            log.info("reader epoch %d: %.1f%% of identities and %.1f%% of images seen", self.last_coverage["epoch"],
-                     100 * self.last_coverage["identities"], 100 * self.last_coverage["images"])
-        self._reset_coverage()

@@ -12,6 +12,7 @@ from typing import Any
 
 import webdataset as wds
 
+from shards.files import write_json_atomic
 from shards.formats import FORMATS
 from shards.imaging import SampleError
 from shards.options import BuildOptions
@@ -47,12 +48,6 @@ def sha256_of(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def write_json_atomic(path: Path, value: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(value, indent=1))
-    os.replace(tmp, path)
 
 
 def write_shard(plan: ShardPlan, options: BuildOptions, label_ids: dict[str, int]) -> dict[str, Any]:

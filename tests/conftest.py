@@ -4,6 +4,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.dist.jobs import build_face_shards
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -25,3 +27,9 @@ def subprocess_env() -> dict[str, str]:
 @pytest.fixture(scope="session")
 def python() -> str:
     return sys.executable
+
+
+@pytest.fixture(scope="session")
+def face_shards(tmp_path_factory) -> Path:
+    """Shards of 30 synthetic identities x 8 images (train 0.7 / val 0.3), for real jobs."""
+    return build_face_shards(tmp_path_factory.mktemp("faces"))

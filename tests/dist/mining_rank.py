@@ -8,7 +8,7 @@ import torch
 import torch.distributed as dist
 
 from facetrain.triplet import MODES, distributed_triplet_loss, triplet_loss
-from launcher.dist import DistInfo
+from launcher.runtime.dist import DistInfo
 
 
 def main() -> None:

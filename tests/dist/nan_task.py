@@ -1,4 +1,4 @@
-"""A test task: the demo task, but one rank's loss turns NaN at chosen micro-steps."""
+"""A test task: the face task, but one rank's loss turns NaN at chosen micro-steps."""
 
 from __future__ import annotations
 
@@ -6,11 +6,12 @@ from dataclasses import dataclass
 
 import torch
 
-from facetrain.identity_task import IdentityClassificationConfig, IdentityClassificationTask
+from facetrain.config import FaceTripletConfig
+from facetrain.face_task import FaceTripletTask
 
 
 @dataclass(frozen=True)
-class NanInjectingConfig(IdentityClassificationConfig):
+class NanInjectingConfig(FaceTripletConfig):
     nan_rank: int = 1
     nan_from: int = 10
     """First micro-step (0-based) whose loss is NaN on ``nan_rank``."""
@@ -18,17 +19,17 @@ class NanInjectingConfig(IdentityClassificationConfig):
     """How many consecutive micro-steps are NaN."""
 
 
-class NanInjectingTask(IdentityClassificationTask):
+class NanInjectingTask(FaceTripletTask):
     Config = NanInjectingConfig
 
-    def train_batches(self, dist, position):
-        self.rank, self.calls = dist.rank, 0
-        return super().train_batches(dist, position)
+    def __init__(self, config: NanInjectingConfig, dist):
+        super().__init__(config, dist)
+        self.calls = 0
 
     def step(self, model, batch):
         loss, stats = super().step(model, batch)
         c = self.config
-        if self.rank == c.nan_rank and c.nan_from <= self.calls < c.nan_from + c.nan_count:
+        if self.dist.rank == c.nan_rank and c.nan_from <= self.calls < c.nan_from + c.nan_count:
             loss = loss * torch.tensor(float("nan"))
         self.calls += 1
         return loss, stats

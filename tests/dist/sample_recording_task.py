@@ -11,9 +11,9 @@ from facetrain.face_task import FaceTripletTask
 
 
 class SampleRecordingTask(FaceTripletTask):
-    def train_batches(self, dist, position):
-        self.loader = super().train_batches(dist, position)
-        self.sample_log = Path(os.environ["SAMPLE_LOG_DIR"]) / f"rank{dist.rank}.jsonl"
+    def train_batches(self, position):
+        self.loader = super().train_batches(position)
+        self.sample_log = Path(os.environ["SAMPLE_LOG_DIR"]) / f"rank{self.dist.rank}.jsonl"
         return self.loader
 
     def step(self, model, batch):

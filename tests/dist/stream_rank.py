@@ -10,6 +10,8 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from launcher.runtime.dist import DistInfo
+from launcher.runtime.loop import reduce_coverage
 from shards.loader import StreamLoader
 from shards.stream_config import AugmentConfig, StreamConfig
 
@@ -18,6 +20,7 @@ def main() -> None:
     shards, out, steps = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
     dist.init_process_group("gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
+    info = DistInfo(rank=rank, world_size=world, local_rank=rank, device=torch.device("cpu"))
     position = None
     if len(sys.argv) > 4:
         position = json.loads(Path(sys.argv[4]).read_text())[str(rank)]["state"]
@@ -31,8 +34,8 @@ def main() -> None:
         dist.all_reduce(step_total)  # would hang if a rank ran out of batches
         assert step_total.item() == world
         keys.append(batch["key"])
-        if loader.last_coverage is not None and (not coverage or loader.last_coverage is not coverage[-1]):
-            coverage.append(loader.last_coverage)
+        if (seen := loader.epoch_coverage()) is not None:  # the training loop's union over ranks
+            coverage.append(reduce_coverage(seen, info))
             epoch_ends.append(step)
     result = {"keys": keys, "state": loader.state_dict(), "steps_per_epoch": loader.steps_per_epoch,
               "coverage": coverage,

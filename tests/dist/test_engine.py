@@ -23,14 +23,14 @@ from tests.dist.jobs import (
 
 
 def workers(launch_pid: int) -> list[psutil.Process]:
-    """The worker processes under `launch` (not the torchrun agent between them)."""
+    """The worker processes: the torchrun agent's children under `launch` (not their reader's
+    DataLoader processes, which are forked from them and share their command line)."""
     found = []
     for child in psutil.Process(launch_pid).children(recursive=True):
         try:
-            command = " ".join(child.cmdline())
-            if "launcher.train" in command and "torch.distributed.run" not in command:
+            if "torch.distributed.run" in " ".join(child.parent().cmdline()):
                 found.append(child)
-        except psutil.Error:  # a short-lived helper process that already exited
+        except (psutil.Error, AttributeError):  # a short-lived helper process that already exited
             pass
     return found
 
@@ -39,29 +39,28 @@ def assert_ok(proc: subprocess.CompletedProcess) -> None:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
 
 
-def test_two_processes_train_and_report(tmp_path, subprocess_env):
-    config = write_job(tmp_path, train={"steps": 60, "eval_every": 30})
+def test_two_processes_train_and_report(face_shards, tmp_path, subprocess_env):
+    config = write_job(tmp_path, "job", face_shards, train={"steps": 40, "eval_every": 20})
     proc = run_job(config, subprocess_env)
     assert_ok(proc)
     report = results(config)
-    assert report["world_size"] == 2 and report["steps"] == 60
-    steps = [e["step"] for e in report["evaluations"]]
-    assert steps == [0, 30, 60]
-    first, last = report["evaluations"][0]["metrics"], report["evaluations"][-1]["metrics"]
-    assert last["eval_loss"] < 0.6 * first["eval_loss"]
-    assert last["eval_accuracy"] > first["eval_accuracy"] + 0.3
-    assert "eval_accuracy" in proc.stdout  # the final table
-    newest = checkpoint_dir(config) / "step00000060"
+    assert report["world_size"] == 2 and report["steps"] == 40 and report["target_steps"] == 40
+    assert [e["step"] for e in report["evaluations"]] == [0, 20, 40]
+    assert report["reader"]["corrupt"] == 0 and report["reader"]["truncated_shards"] == 0
+    assert report["best"] is None and report["stopped_early"] is None
+    assert "verification_auc" in proc.stdout  # the final table
+    newest = checkpoint_dir(config) / "step00000040"
     assert {p.name for p in newest.glob("rank*.pt")} == {"rank00000.pt", "rank00001.pt"}
     assert (newest / "config.yaml").is_file() and (newest / "complete.json").is_file()
+    assert "reader epoch 0: " in proc.stderr and "% of identities seen" in proc.stderr
 
 
-def test_sigkill_then_resume_ends_identical_to_uninterrupted(tmp_path, subprocess_env):
-    steps = 120
-    reference = write_job(tmp_path, "reference", train={"steps": steps})
+def test_sigkill_then_resume_ends_identical_to_uninterrupted(face_shards, tmp_path, subprocess_env):
+    steps = 60
+    reference = write_job(tmp_path, "reference", face_shards, train={"steps": steps})
     assert_ok(run_job(reference, subprocess_env))
 
-    interrupted = write_job(tmp_path, "interrupted", train={"steps": steps})
+    interrupted = write_job(tmp_path, "interrupted", face_shards, train={"steps": steps})
     job = subprocess.Popen(launch_command(interrupted), env=subprocess_env, start_new_session=True,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_for(lambda: (checkpoint_dir(interrupted) / "step00000020" / "complete.json").exists(),
@@ -80,8 +79,8 @@ def test_sigkill_then_resume_ends_identical_to_uninterrupted(tmp_path, subproces
     assert results(interrupted)["evaluations"] == results(reference)["evaluations"]
 
 
-def test_sigterm_checkpoints_at_the_next_step_and_exits_zero(tmp_path, subprocess_env):
-    config = write_job(tmp_path, train={"steps": 400}, checkpoint={"every_steps": 0})
+def test_sigterm_checkpoints_at_the_next_step_and_exits_zero(face_shards, tmp_path, subprocess_env):
+    config = write_job(tmp_path, "job", face_shards, train={"steps": 400}, checkpoint={"every_steps": 0})
     job = subprocess.Popen(launch_command(config), env=subprocess_env, start_new_session=True,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_for(lambda: len(workers(job.pid)) == 2 and (checkpoint_dir(config).parent / "results.json").exists(),
@@ -108,9 +107,12 @@ def agent(launch_pid: int) -> psutil.Process:
     ("the torchrun agent", signal.SIGTERM),  # a node's scheduler daemon
     ("launch", signal.SIGHUP),  # the terminal that started launch closed
 ])
-def test_a_stop_signal_reaching_one_process_stops_every_rank_at_one_checkpoint(tmp_path, subprocess_env, receiver,
-                                                                               signum):
-    config = write_job(tmp_path, train={"steps": 400}, checkpoint={"every_steps": 0})
+def test_a_stop_signal_reaching_one_process_stops_every_rank_at_one_checkpoint(face_shards, tmp_path, subprocess_env,
+                                                                               receiver, signum):
+    # In-process reading: a signal the agent passes on reaches a worker's whole process group, and
+    # the reader's DataLoader processes still die of it (docs/launching.md, known gap).
+    config = write_job(tmp_path, "job", face_shards, train={"steps": 400}, checkpoint={"every_steps": 0},
+                       task={"stream": {"num_workers": 0}})
     job = subprocess.Popen(launch_command(config), env=subprocess_env, start_new_session=True,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_for(lambda: len(workers(job.pid)) == 2 and (checkpoint_dir(config).parent / "results.json").exists(),
@@ -134,8 +136,8 @@ def test_a_stop_signal_reaching_one_process_stops_every_rank_at_one_checkpoint(t
         assert f"stopped by a signal after saving checkpoint {saved[0]}; continue with --resume" in stdout
 
 
-def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, subprocess_env):
-    config = write_job(tmp_path, train={"steps": 30})  # checkpoints at 10, 20, 30, all kept
+def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_one(face_shards, tmp_path, subprocess_env):
+    config = write_job(tmp_path, "job", face_shards, train={"steps": 30})  # checkpoints at 10, 20, 30, all kept
     assert_ok(run_job(config, subprocess_env))
     reference = final_parameters(config, 30)
     model_states = checkpoint_dir(config) / "step00000030" / "mp_rank_00_model_states.pt"

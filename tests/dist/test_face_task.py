@@ -12,14 +12,13 @@ import shutil
 import torch
 
 from shards.cli import main as shards_main
-from tests.dist.face_jobs import write_face_job
-from tests.dist.jobs import final_parameters, run_job
+from tests.dist.jobs import final_parameters, run_job, write_job
 from tests.fixtures import datasets
 
 
 def test_face_task_learns_evaluates_and_resumes_exactly(face_shards, tmp_path, subprocess_env):
     sections = {"train": {"steps": 60}, "checkpoint": {"every_steps": 20}}
-    config = write_face_job(tmp_path, "run", face_shards, **sections)
+    config = write_job(tmp_path, "run", face_shards, **sections)
     proc = run_job(config, subprocess_env)
     assert proc.returncode == 0, proc.stderr[-5000:]
     results = json.loads((tmp_path / "run" / "results.json").read_text())
@@ -38,7 +37,7 @@ def test_face_task_learns_evaluates_and_resumes_exactly(face_shards, tmp_path, s
     # position, so the run must end exactly where the uninterrupted one did.
     shutil.copytree(tmp_path / "run", tmp_path / "resumed")
     shutil.rmtree(tmp_path / "resumed" / "checkpoints" / "step00000060")
-    resumed_config = write_face_job(tmp_path, "resumed", face_shards, **sections)
+    resumed_config = write_job(tmp_path, "resumed", face_shards, **sections)
     proc = run_job(resumed_config, subprocess_env, "--resume")
     assert proc.returncode == 0, proc.stderr[-5000:]
     assert "resumed from" in proc.stderr
@@ -46,14 +45,19 @@ def test_face_task_learns_evaluates_and_resumes_exactly(face_shards, tmp_path, s
     for name in expected:
         assert torch.equal(expected[name], got[name]), name
     saved = torch.load(tmp_path / "resumed" / "checkpoints" / "step00000040" / "rank00001.pt", weights_only=False)
-    assert saved["reader"]["batches"] == 40 and saved["reader"]["world_size"] == 2
+    reader = saved["train_state"]["reader"]
+    assert reader["batches"] == 40 and reader["world_size"] == 2
+    # The resumed run's history starts at step 0: results.json and every curve of roc.png.
+    assert json.loads((tmp_path / "resumed" / "results.json").read_text())["evaluations"] == results["evaluations"]
+    final = torch.load(tmp_path / "resumed" / "checkpoints" / "step00000060" / "rank00000.pt", weights_only=False)
+    assert sorted(final["train_state"]["task"]["verification"]) == [0, 60]
 
 
 def test_triplet_plus_arcface_evaluated_on_lfw_pairs(face_shards, tmp_path, subprocess_env):
     datasets.make_lfw(tmp_path / "lfw")
     with contextlib.redirect_stdout(io.StringIO()):
         assert shards_main(["build", "lfw-pairs", str(tmp_path / "lfw"), str(tmp_path / "lfw_shards")]) == 0
-    config = write_face_job(tmp_path, "arc", face_shards, train={"steps": 10, "eval_at_start": False},
+    config = write_job(tmp_path, "arc", face_shards, train={"steps": 10, "eval_at_start": False},
                             task={"objective": "triplet+arcface", "eval_shards": str(tmp_path / "lfw_shards"),
                                   "eval_split": "test"})
     proc = run_job(config, subprocess_env)
@@ -66,7 +70,7 @@ def test_triplet_plus_arcface_evaluated_on_lfw_pairs(face_shards, tmp_path, subp
 
 
 def test_a_missing_shard_folder_is_one_clear_line(tmp_path, subprocess_env):
-    config = write_face_job(tmp_path, "missing", tmp_path / "no_such_shards")
+    config = write_job(tmp_path, "missing", tmp_path / "no_such_shards")
     proc = run_job(config, subprocess_env, nproc=1)
     assert proc.returncode != 0
     assert f"ERROR launcher: {tmp_path / 'no_such_shards' / 'manifest.json'}: missing" in proc.stderr

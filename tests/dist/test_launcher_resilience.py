@@ -14,10 +14,9 @@ from pathlib import Path
 import psutil
 import torch
 
-from launcher.cluster import ClusterConfig
-from launcher.commands import WorkerArgs, torchrun_plan
-from launcher.dist import free_port
-from tests.dist.face_jobs import write_face_job
+from launcher.launch.cluster import ClusterConfig
+from launcher.launch.commands import WorkerArgs, torchrun_plan
+from launcher.runtime.dist import free_port
 from tests.dist.jobs import checkpoint_dir, final_parameters, launch_command, results, wait_for, write_job
 
 
@@ -25,8 +24,8 @@ def assert_ok(proc) -> None:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
 
 
-def test_two_torchrun_agents_on_one_host_run_one_job(tmp_path, subprocess_env):
-    config = write_job(tmp_path, train={"steps": 20, "eval_at_start": False})
+def test_two_torchrun_agents_on_one_host_run_one_job(face_shards, tmp_path, subprocess_env):
+    config = write_job(tmp_path, "job", face_shards, train={"steps": 20, "eval_at_start": False})
     node = [sys.executable, "-m", "launcher", str(config), "--launcher", "torchrun", "--nnodes", "2",
             "--nproc", "1", "--rdzv-endpoint", f"127.0.0.1:{free_port()}", "--rdzv-timeout", "60"]
     agents = [subprocess.Popen(node, env=subprocess_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -41,8 +40,8 @@ def test_two_torchrun_agents_on_one_host_run_one_job(tmp_path, subprocess_env):
     assert {p.name for p in newest.glob("rank*.pt")} == {"rank00000.pt", "rank00001.pt"}
 
 
-def test_the_deepspeed_launcher_runs_a_job_on_this_host(tmp_path, subprocess_env):
-    config = write_job(tmp_path, train={"steps": 10, "eval_at_start": False})
+def test_the_deepspeed_launcher_runs_a_job_on_this_host(face_shards, tmp_path, subprocess_env):
+    config = write_job(tmp_path, "job", face_shards, train={"steps": 10, "eval_at_start": False})
     proc = subprocess.run([sys.executable, "-m", "launcher", str(config), "--launcher", "deepspeed", "--nproc", "2"],
                           env=subprocess_env, capture_output=True, text=True, timeout=300)
     assert_ok(proc)
@@ -57,7 +56,7 @@ def recorded_batches(directory: Path, rank: int) -> list[dict]:
 def recording_job(tmp_path: Path, name: str, shards: Path, env: dict) -> tuple[list[str], dict, Path]:
     """The command `launch` builds for torchrun with one restart allowed, its worker module
     swapped for one that also knows the sample-recording test task."""
-    config = write_face_job(tmp_path, name, shards, task={"name": "sample_recording"},
+    config = write_job(tmp_path, name, shards, task={"name": "sample_recording"},
                             train={"steps": 30, "eval_at_start": False, "log_every": 5})
     worker = WorkerArgs(str(config), module="tests.dist.run_with_test_tasks")
     plan = torchrun_plan(ClusterConfig(max_restarts=1), worker, nproc=2, rdzv_id=name, python=sys.executable,
@@ -99,8 +98,8 @@ def test_sigkilled_worker_is_restarted_and_resumes_with_the_same_samples(face_sh
         assert torch.equal(expected[name], got[name]), name
 
 
-def test_a_stop_signal_to_launch_saves_and_exits_zero_then_resumes(tmp_path, subprocess_env):
-    config = write_job(tmp_path, train={"steps": 400}, checkpoint={"every_steps": 0})
+def test_a_stop_signal_to_launch_saves_and_exits_zero_then_resumes(face_shards, tmp_path, subprocess_env):
+    config = write_job(tmp_path, "job", face_shards, train={"steps": 400}, checkpoint={"every_steps": 0})
     job = subprocess.Popen(launch_command(config), env=subprocess_env, stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True)
     wait_for(lambda: (checkpoint_dir(config).parent / "results.json").exists(), timeout=180,

@@ -19,8 +19,8 @@ def torchrun(config: Path, env: dict) -> subprocess.CompletedProcess:
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
 
 
-def test_nan_on_one_rank_is_skipped_on_all_ranks_and_counted(tmp_path, subprocess_env):
-    config = write_job(tmp_path, task={"name": "nan_injecting", "nan_from": 10, "nan_count": 3},
+def test_nan_on_one_rank_is_skipped_on_all_ranks_and_counted(face_shards, tmp_path, subprocess_env):
+    config = write_job(tmp_path, "job", face_shards, task={"name": "nan_injecting", "nan_from": 10, "nan_count": 3},
                        train={"steps": 30})
     proc = torchrun(config, subprocess_env)
     assert proc.returncode == 0, proc.stderr[-5000:]
@@ -31,11 +31,11 @@ def test_nan_on_one_rank_is_skipped_on_all_ranks_and_counted(tmp_path, subproces
     assert all(torch.isfinite(p).all() for p in parameters.values())
 
 
-def test_persistent_nan_stops_the_run_with_a_clear_error(tmp_path, subprocess_env):
-    config = write_job(tmp_path, task={"name": "nan_injecting", "nan_from": 4, "nan_count": 1000},
+def test_persistent_nan_stops_the_run_with_a_clear_error(face_shards, tmp_path, subprocess_env):
+    config = write_job(tmp_path, "job", face_shards, task={"name": "nan_injecting", "nan_from": 4, "nan_count": 1000},
                        train={"steps": 30, "max_nonfinite_in_a_row": 3})
     proc = torchrun(config, subprocess_env)
     assert proc.returncode != 0
     assert "3 non-finite losses in a row at step 4" in proc.stderr
-    assert "launcher/loop.py" not in proc.stderr  # one clear line, no stack trace of ours
+    assert "launcher/runtime/loop.py" not in proc.stderr  # one clear line, no stack trace of ours
     # (torchrun's agent still prints its own ChildFailedError summary after it)

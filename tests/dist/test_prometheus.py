@@ -13,7 +13,7 @@ import urllib.parse
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from launcher.dist import free_port
+from launcher.runtime.dist import free_port
 from tests.dist.jobs import launch_command, results, run_job, wait_for, write_job
 from tests.dist.prometheus_servers import REPO, http_get, require, start_server, stop
 
@@ -47,11 +47,12 @@ def prometheus_config(tmp_path, targets_dir) -> None:
     (tmp_path / "alerts.yml").write_text((MONITORING / "alerts.yml").read_text())
 
 
-def test_prometheus_scrapes_both_ranks_of_a_live_job(tmp_path, subprocess_env):
+def test_prometheus_scrapes_both_ranks_of_a_live_job(face_shards, tmp_path, subprocess_env):
     tools = require("prometheus", "promtool")
     runs = tmp_path / "runs"
     runs.mkdir()
-    config = write_job(runs, "live", train={"steps": 5000, "log_every": 100}, metrics={"port": 0})
+    config = write_job(runs, "live", face_shards, train={"steps": 5000, "log_every": 100}, metrics={"port": 0},
+                       task={"stream": {"num_workers": 0}})  # SIGTERM at the end: see docs/launching.md
     prometheus_config(tmp_path, runs / "prometheus_targets")
     port = free_port()
     server = start_server([tools["prometheus"], f"--config.file={tmp_path / 'prometheus.yml'}",
@@ -94,13 +95,13 @@ def test_prometheus_scrapes_both_ranks_of_a_live_job(tmp_path, subprocess_env):
     assert not (runs / "prometheus_targets" / "live.json").exists()  # a stopped job leaves the targets
 
 
-def test_final_metrics_reach_a_real_pushgateway(tmp_path, subprocess_env):
+def test_final_metrics_reach_a_real_pushgateway(face_shards, tmp_path, subprocess_env):
     tools = require("prometheus-pushgateway")
     port = free_port()
     gateway = start_server([tools["prometheus-pushgateway"], f"--web.listen-address=127.0.0.1:{port}"],
                            f"http://127.0.0.1:{port}/-/ready", tmp_path / "pushgateway.log")
     try:
-        config = write_job(tmp_path, train={"steps": 12, "eval_at_start": False},
+        config = write_job(tmp_path, "job", face_shards, train={"steps": 12, "eval_at_start": False},
                            metrics={"port": 0, "pushgateway": f"http://127.0.0.1:{port}", "job_name": "pushed"})
         proc = run_job(config, subprocess_env)
         assert proc.returncode == 0, proc.stderr[-4000:]
@@ -112,5 +113,5 @@ def test_final_metrics_reach_a_real_pushgateway(tmp_path, subprocess_env):
     steps = {s.labels["rank"]: s.value for s in samples if s.name == "facetrain_step"}
     assert steps == {"0": 12.0, "1": 12.0}
     evaluated = {(s.labels["rank"], s.labels["metric"]) for s in samples if s.name == "facetrain_eval_metric"}
-    assert ("0", "eval_accuracy") in evaluated and ("1", "eval_accuracy") in evaluated
+    assert ("0", "verification_auc") in evaluated and ("1", "verification_auc") in evaluated
     assert all(re.fullmatch(r"[\w.-]+", s.labels["node"]) for s in samples)

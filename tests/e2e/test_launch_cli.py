@@ -37,7 +37,8 @@ def test_dry_run_prints_the_torchrun_command(tmp_path, subprocess_env):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().endswith(
         "-m torch.distributed.run --standalone --nproc-per-node=2 --max-restarts=0 "
-        f"--signals-to-handle=SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1 -m launcher.train {config} --set train.steps=7"
+        "--signals-to-handle=SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1 "
+        f"-m launcher.runtime.train {config} --set train.steps=7"
     )
     assert not (tmp_path / "job").exists()
 
@@ -54,7 +55,7 @@ def test_existing_run_needs_resume_or_fresh(tmp_path, subprocess_env):
 
 
 def test_fresh_deletes_checkpoints_and_results_then_launches(tmp_path, monkeypatch):
-    from launcher import cli
+    from launcher.launch import cli
 
     config = write_job(tmp_path)
     marker = tmp_path / "job" / "checkpoints" / "step00000010" / "complete.json"

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from launcher import cli, rendezvous
-from launcher.dist import free_port
+from launcher.launch import cli, rendezvous
+from launcher.runtime.dist import free_port
 from tests.dist.jobs import write_job
 
 PY = sys.executable
@@ -58,7 +58,7 @@ def test_multi_node_torchrun_with_c10d_rendezvous_and_elastic_range(job, capsys)
     assert out == (
         f"{TORCHRUN_ENV} {PY} -m torch.distributed.run --nnodes=2:4 --rdzv-backend=c10d "
         f"--rdzv-endpoint=node0.cluster:29400 --rdzv-id={rdzv_id} --rdzv-conf=join_timeout=120 "
-        f"--nproc-per-node=2 --max-restarts=3 {STOP} -m launcher.train {job} --set train.steps=9\n")
+        f"--nproc-per-node=2 --max-restarts=3 {STOP} -m launcher.runtime.train {job} --set train.steps=9\n")
 
 
 def test_multi_node_torchrun_with_static_node_rank(job, capsys):
@@ -67,7 +67,7 @@ def test_multi_node_torchrun_with_static_node_rank(job, capsys):
     assert out == (
         f"OMP_NUM_THREADS=1 TORCH_ELASTIC_SHUTDOWN_TIMEOUT=120 TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 "
         f"{PY} -m torch.distributed.run --nnodes=2 --node-rank=1 --master-addr=10.0.0.1 --master-port=29500 "
-        f"--nproc-per-node=8 --max-restarts=0 {STOP} -m launcher.train {job} --resume\n")
+        f"--nproc-per-node=8 --max-restarts=0 {STOP} -m launcher.runtime.train {job} --resume\n")
 
 
 def test_deepspeed_launcher_with_hostfile_writes_deepspeed_env(job, capsys, monkeypatch, tmp_path):
@@ -84,7 +84,7 @@ def test_deepspeed_launcher_with_hostfile_writes_deepspeed_env(job, capsys, monk
         "TORCH_NCCL_ASYNC_ERROR_HANDLING=1\n"
         "OMP_NUM_THREADS=2\n"
         f"DS_ENV_FILE={env_file} {PY} -m deepspeed.launcher.runner --hostfile={hostfile} --exclude=worker-2 "
-        f"--master_addr=worker-0 --master_port=29500 --no_local_rank --module launcher.train {job}\n")
+        f"--master_addr=worker-0 --master_port=29500 --no_local_rank --module launcher.runtime.train {job}\n")
     assert not env_file.exists()  # a dry run writes nothing
 
 
@@ -127,7 +127,7 @@ srun --ntasks-per-node=1 --kill-on-bad-exit=1 \\
   --rdzv-conf=join_timeout=120 \\
   --max-restarts=2 \\
   {STOP} \\
-  -m launcher.train {job} --resume
+  -m launcher.runtime.train {job} --resume
 sbatch {run_dir}/slurm/job.sbatch
 """
     assert not (run_dir / "slurm").exists()
@@ -203,7 +203,7 @@ CLUSTERS = Path(__file__).parents[2] / "configs" / "clusters"
 def test_shipped_cluster_files_give_a_command(name, repo, capsys, monkeypatch):
     monkeypatch.chdir(repo)
     out = dry_run(capsys, "configs/face/casia_paper.yaml", "--cluster", f"configs/clusters/{name}")
-    assert re.search(r"(-m|--module) launcher\.train configs/face/casia_paper\.yaml", out)
+    assert re.search(r"(-m|--module) launcher\.runtime\.train configs/face/casia_paper\.yaml", out)
 
 
 def test_submit_hands_the_written_script_to_sbatch(job, capsys, tmp_path, monkeypatch):

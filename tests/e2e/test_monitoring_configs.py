@@ -9,7 +9,7 @@ import subprocess
 
 import yaml
 
-from launcher.metrics import JobMetrics
+from launcher.monitoring.metrics import JobMetrics
 from tests.dist.prometheus_servers import REPO, require
 
 MONITORING = REPO / "configs" / "monitoring"

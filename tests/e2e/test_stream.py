@@ -89,12 +89,16 @@ def test_every_batch_image_is_the_decode_of_its_key_and_carries_its_label(face_s
 @pytest.mark.parametrize("workers", [0, 2])
 def test_batches_are_full_p_by_k(face_shards, workers):
     loader = StreamLoader(config(face_shards, num_workers=workers), rank=0, world_size=1)
-    for _ in range(30):
+    coverage = []
+    for number in range(1, 31):
         batch = next(loader)
         assert batch["image"].shape == (12, 3, 32, 32)
         counts = Counter(batch["label"].tolist())
         assert len(counts) == 4 and set(counts.values()) == {3}
-    assert loader.last_coverage is not None and loader.last_coverage["identities"] > 0.5
+        if (seen := loader.epoch_coverage()) is not None:
+            coverage.append((number, seen["identities"].float().mean().item()))
+    assert [number for number, _ in coverage] == list(range(loader.steps_per_epoch, 31, loader.steps_per_epoch))
+    assert all(share > 0.5 for _, share in coverage)  # of the identities in the split
     assert loader.stats()["peak_samples"] <= 48
 
 

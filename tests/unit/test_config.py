@@ -5,14 +5,15 @@ from typing import Literal
 
 import pytest
 
-from launcher.config import ConfigError, dump_config, load_config
-from launcher.schema import load_job_config
+from launcher.config.loader import ConfigError, config_yaml, load_config
+from launcher.config.schema import load_job_config
 
 VALID = """\
 run_dir: {run_dir}
 task:
-  name: face_identity
-  num_identities: 4
+  name: face_triplet
+  margin: 0.3
+  stream: {{shards: /data/shards, identities_per_batch: 8}}
 train:
   steps: 10
 optimizer:
@@ -47,7 +48,8 @@ def write(tmp_path, text, name="job.yaml"):
 
 def test_valid_job_config_builds_typed_sections(tmp_path):
     job = load_job_config(write(tmp_path, VALID.format(run_dir=tmp_path)))
-    assert job.task.num_identities == 4
+    assert type(job.task).__name__ == "FaceTripletConfig"  # the task's own class, resolved by name
+    assert job.task.margin == 0.3 and job.task.stream.identities_per_batch == 8
     assert job.optimizer.name == "lamb" and job.optimizer.lr == 1e-3
     assert job.optimizer.betas == (0.9, 0.99)
     assert job.deepspeed.zero_stage == 1
@@ -66,15 +68,18 @@ def test_misspelt_engine_key_names_file_path_and_suggestion(tmp_path):
 
 
 def test_misspelt_task_key_is_checked_against_the_task_schema(tmp_path):
-    path = write(tmp_path, VALID.format(run_dir=tmp_path).replace("num_identities", "num_identitys"))
-    expected = r"task\.num_identitys: unknown key \(did you mean 'num_identities'\?\)"
+    path = write(tmp_path, VALID.format(run_dir=tmp_path).replace("margin", "margn"))
+    expected = r"task\.margn: unknown key \(did you mean 'margin'\?\)"
     with pytest.raises(ConfigError, match=expected):
         load_job_config(path)
 
 
 def test_unknown_task_lists_known_tasks(tmp_path):
-    path = write(tmp_path, VALID.format(run_dir=tmp_path).replace("face_identity", "face_identiy"))
-    with pytest.raises(ConfigError, match=r"unknown task 'face_identiy' \(did you mean 'face_identity'\?\)"):
+    path = write(tmp_path, VALID.format(run_dir=tmp_path).replace("face_triplet", "face_triplets"))
+    with pytest.raises(ConfigError, match=r"unknown task 'face_triplets' \(did you mean 'face_triplet'\?\)"):
+        load_job_config(path)
+    path = write(tmp_path, VALID.format(run_dir=tmp_path).replace("  name: face_triplet\n", ""))
+    with pytest.raises(ConfigError, match=r"task\.name: required key is missing"):
         load_job_config(path)
 
 
@@ -104,8 +109,10 @@ def test_post_init_validation_is_reported_with_the_section(tmp_path):
 
 def test_overrides_are_typed_and_checked(tmp_path):
     path = write(tmp_path, VALID.format(run_dir=tmp_path))
-    job = load_job_config(path, ["train.steps=99", "task.image_size=48", "schedule.decay=linear"])
-    assert (job.train.steps, job.task.image_size, job.schedule.decay) == (99, 48, "linear")
+    job = load_job_config(path, ["train.steps=99", "task.model.image_size=48", "schedule.decay=linear"])
+    assert (job.train.steps, job.task.model.image_size, job.schedule.decay) == (99, 48, "linear")
+    with pytest.raises(ConfigError, match=r"task\.model\.imagesize: unknown key \(did you mean 'image_size'\?\)"):
+        load_job_config(path, ["task.model.imagesize=48"])
     with pytest.raises(ConfigError, match=r"train\.stpes: unknown key \(did you mean 'steps'\?\)"):
         load_job_config(path, ["train.stpes=5"])
     with pytest.raises(ConfigError, match=r"train\.steps: expected int"):
@@ -141,7 +148,7 @@ def test_unreadable_and_malformed_files(tmp_path):
 
 def test_resolved_config_round_trips(tmp_path):
     job = load_job_config(write(tmp_path, VALID.format(run_dir=tmp_path)), ["train.seed=7"])
-    dump_config(job, tmp_path / "resolved.yaml")
+    (tmp_path / "resolved.yaml").write_text(config_yaml(job))
     assert load_job_config(tmp_path / "resolved.yaml") == job
 
 
@@ -151,3 +158,18 @@ def test_shipped_job_configs_load(repo):
     for path in sorted((repo / "configs").rglob("*.yaml")):
         if not {"monitoring", "clusters"} & set(path.parts):
             load_job_config(path)
+
+
+def test_engine_features_are_typed_sections(tmp_path):
+    path = write(tmp_path, VALID.format(run_dir=tmp_path))
+    job = load_job_config(path, ["checkpoint.keep_best={metric: verification_auc}",
+                                 "train.early_stop={metric: verification_eer, mode: min, patience: 2}",
+                                 "train.init_from=/runs/stage1", "train.init_new_keys=[head.]"])
+    assert (job.checkpoint.keep_best.metric, job.checkpoint.keep_best.mode) == ("verification_auc", "max")
+    assert (job.train.early_stop.mode, job.train.early_stop.patience, job.train.early_stop.min_delta) == ("min", 2, 0.0)
+    assert job.train.init_from == "/runs/stage1" and job.train.init_new_keys == ("head.",)
+    assert load_job_config(path).checkpoint.keep_best is None
+    with pytest.raises(ConfigError, match=r"train\.early_stop: .*patience must be at least 1"):
+        load_job_config(path, ["train.early_stop={metric: m, patience: 0}"])
+    with pytest.raises(ConfigError, match=r"checkpoint\.keep_best\.mode: 'best' is not one of 'max', 'min'"):
+        load_job_config(path, ["checkpoint.keep_best={metric: m, mode: best}"])

@@ -1,10 +1,10 @@
 import pytest
 import torch
 
-from launcher.dist import DistInfo
-from launcher.engine import build_engine, deepspeed_json
+from launcher.config.schema import DeepSpeedConfig, OptimizerConfig, ScheduleConfig
 from launcher.errors import JobError
-from launcher.schema import DeepSpeedConfig
+from launcher.runtime.dist import DistInfo
+from launcher.runtime.engine import build_engine, deepspeed_json
 
 
 def test_deepspeed_json_sets_surprising_defaults_explicitly():
@@ -17,9 +17,7 @@ def test_deepspeed_json_sets_surprising_defaults_explicitly():
 
 
 def test_fp16_on_cpu_is_a_clear_error():
-    class Job:
-        deepspeed = DeepSpeedConfig(precision="fp16")
-
     cpu = DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
     with pytest.raises(JobError, match="fp16 needs a CUDA device"):
-        build_engine(torch.nn.Linear(2, 2), Job(), 4, cpu)
+        build_engine(torch.nn.Linear(2, 2), DeepSpeedConfig(precision="fp16"), OptimizerConfig(), ScheduleConfig(),
+                     total_steps=10, micro_batch_size=4, dist=cpu)

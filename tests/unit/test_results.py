@@ -1,6 +1,6 @@
 import json
 
-from launcher.results import format_table, load_evaluations, write_results
+from launcher.runtime.results import format_table, write_results
 
 
 def test_table_has_a_column_per_metric_and_a_row_per_evaluation():
@@ -14,10 +14,8 @@ def test_table_has_a_column_per_metric_and_a_row_per_evaluation():
     assert [c.strip() for c in first.split("|")] == ["0", "0.5000", "-"]
     assert [c.strip() for c in second.split("|")] == ["100", "0.9877", "nan"]
 
-def test_results_round_trip_and_resume_keeps_earlier_rows(tmp_path):
+def test_results_hold_the_summary_and_every_evaluation(tmp_path):
     path = tmp_path / "results.json"
     evaluations = [{"step": s, "metrics": {"m": s / 10}} for s in (0, 50, 100)]
     write_results(path, {"task": "t"}, evaluations)
-    assert json.loads(path.read_text())["task"] == "t"
-    assert load_evaluations(path, up_to_step=50) == evaluations[:2]
-    assert load_evaluations(tmp_path / "absent.json", 10) == []
+    assert json.loads(path.read_text()) == {"task": "t", "evaluations": evaluations}

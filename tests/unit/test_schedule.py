@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from launcher.optim import build_optimizer, build_scheduler, lr_factor, parameter_groups
-from launcher.schema import OptimizerConfig, ScheduleConfig
+from launcher.config.schema import OptimizerConfig, ScheduleConfig
+from launcher.runtime.optim import build_optimizer, build_scheduler, lr_factor, parameter_groups
 
 
 def test_warmup_is_linear_to_peak():

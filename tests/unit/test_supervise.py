@@ -7,36 +7,36 @@ import json
 import sys
 import time
 
-from launcher.supervise import run_supervised
+from launcher.launch.supervise import run_supervised
+from launcher.run_dir import RunDir
 
 
-def job_that_saves(checkpoints, tag: str, for_stop: bool, exit_code: int) -> list[str]:
+def job_that_saves(run_dir: RunDir, tag: str, for_stop: bool, exit_code: int) -> list[str]:
     """A stand-in for the torchrun agent: its workers wrote checkpoint ``tag``, then it exits."""
     marker = {"step": 7, "world_size": 2, "for_stop": for_stop}
-    script = (f"import json, pathlib, time; d = pathlib.Path({str(checkpoints / tag)!r}); d.mkdir(parents=True); "
+    script = (f"import json, pathlib, time; d = pathlib.Path({str(run_dir.checkpoint(tag))!r}); d.mkdir(parents=True); "
               f"(d / 'complete.json').write_text(json.dumps({{**{marker!r}, 'saved_at': time.time()}})); "
               f"raise SystemExit({exit_code})")
     return [sys.executable, "-c", script]
 
 
 def test_a_checkpoint_saved_for_a_stop_makes_the_agents_failure_a_success(tmp_path, capsys):
-    checkpoints = tmp_path / "checkpoints"
-    assert run_supervised(job_that_saves(checkpoints, "step00000007", True, 1), {}, checkpoints) == 0
+    run_dir = RunDir(tmp_path)
+    assert run_supervised(job_that_saves(run_dir, "step00000007", True, 1), {}, run_dir) == 0
     assert "stopped by a signal after saving checkpoint step00000007; continue with --resume" in capsys.readouterr().out
 
 
 def test_a_crash_after_a_periodic_checkpoint_is_a_failure(tmp_path, capsys):
-    checkpoints = tmp_path / "checkpoints"
-    command = job_that_saves(checkpoints, "step00000007", False, 1)
-    assert run_supervised(command, {}, checkpoints) == 1
+    run_dir = RunDir(tmp_path)
+    command = job_that_saves(run_dir, "step00000007", False, 1)
+    assert run_supervised(command, {}, run_dir) == 1
     assert "stopped by a signal" not in capsys.readouterr().out
 
 
 def test_a_stop_checkpoint_of_an_earlier_launch_does_not_excuse_this_one(tmp_path, capsys):
-    checkpoints = tmp_path / "checkpoints"
-    old = checkpoints / "step00000003"
-    old.mkdir(parents=True)
-    (old / "complete.json").write_text(json.dumps({"step": 3, "world_size": 2, "for_stop": True,
+    run_dir = RunDir(tmp_path)
+    run_dir.checkpoint("step00000003").mkdir(parents=True)
+    run_dir.marker("step00000003").write_text(json.dumps({"step": 3, "world_size": 2, "for_stop": True,
                                                    "saved_at": time.time() - 3600}))
-    assert run_supervised([sys.executable, "-c", "raise SystemExit(1)"], {}, checkpoints) == 1
+    assert run_supervised([sys.executable, "-c", "raise SystemExit(1)"], {}, run_dir) == 1
     assert "stopped by a signal" not in capsys.readouterr().out

@@ -7,7 +7,7 @@ import torch
 
 from facetrain import triplet
 from facetrain.triplet import MODES, MiningStats, distributed_triplet_loss, triplet_loss
-from launcher.dist import DistInfo
+from launcher.runtime.dist import DistInfo
 
 
 def distance(x, y, squared):

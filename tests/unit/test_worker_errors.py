@@ -2,7 +2,7 @@
 
 import torch.distributed as torch_dist
 
-from launcher.train import lost_a_peer
+from launcher.runtime.train import lost_a_peer
 
 
 def test_a_peer_that_went_away_is_recognised():

@@ -19,14 +19,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from launcher.checkpoint import existing_checkpoint_error
-from launcher.cluster import ClusterConfig, load_cluster, rendezvous_id
-from launcher.commands import LaunchPlan, WorkerArgs, deepspeed_plan, default_nproc, torchrun_plan
+from launcher.config.schema import load_job_config_or_report
 from launcher.errors import JobError
-from launcher.rendezvous import is_this_host, wait_for_endpoint
-from launcher.schema import load_job_config_or_report
-from launcher.slurm import sbatch_script
-from launcher.supervise import run_supervised
+from launcher.launch.cluster import ClusterConfig, load_cluster, rendezvous_id
+from launcher.launch.commands import LaunchPlan, WorkerArgs, deepspeed_plan, default_nproc, torchrun_plan
+from launcher.launch.rendezvous import is_this_host, wait_for_endpoint
+from launcher.launch.slurm import sbatch_script
+from launcher.launch.supervise import run_supervised
+from launcher.run_dir import RunDir, source_checkpoint
 
 LAUNCHERS = ("local", "torchrun", "deepspeed", "slurm")
 CLUSTER_FLAGS = {  # flag -> (cluster key it overrides, type, help)
@@ -63,14 +63,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def build_plan(cluster: ClusterConfig, worker: WorkerArgs, run_dir: Path, python: str) -> LaunchPlan:
+def build_plan(cluster: ClusterConfig, worker: WorkerArgs, run_dir: RunDir, python: str) -> LaunchPlan:
     nproc = default_nproc(cluster)
     if cluster.launcher in ("local", "torchrun"):
-        return torchrun_plan(cluster, worker, nproc, rendezvous_id(cluster, str(run_dir)), python, os.environ)
+        return torchrun_plan(cluster, worker, nproc, rendezvous_id(cluster, str(run_dir.root)), python, os.environ)
     if cluster.launcher == "deepspeed":
         return deepspeed_plan(cluster, worker, nproc, run_dir, python, os.environ)
-    script = run_dir / "slurm" / "job.sbatch"
-    text = sbatch_script(cluster, worker, nproc, run_dir, rendezvous_id(cluster, str(run_dir)), python, Path.cwd())
+    script = run_dir.sbatch_script
+    text = sbatch_script(cluster, worker, nproc, run_dir, rendezvous_id(cluster, str(run_dir.root)), python,
+                         Path.cwd())
     return LaunchPlan(["sbatch", str(script)], {}, files={script: text})
 
 
@@ -91,10 +92,12 @@ def main(argv: list[str] | None = None) -> int:
                                               for flag, (field, _, _) in CLUSTER_FLAGS.items()})
         if args.submit and cluster.launcher != "slurm":
             raise JobError("--submit is for launcher 'slurm' (it hands the script to sbatch)")
-        run_dir = Path(job.run_dir)
-        existing = existing_checkpoint_error(run_dir)
+        run_dir = RunDir(job.run_dir)
+        existing = run_dir.existing_checkpoint_error()
         if existing and not (args.resume or args.fresh):
             raise existing
+        if job.train.init_from:
+            source_checkpoint(job.train.init_from)  # a missing or empty source fails here, not in the workers
         worker = WorkerArgs(args.config, tuple(args.set), args.resume)
         plan = build_plan(cluster, worker, run_dir, sys.executable)
         show(plan)
@@ -106,10 +109,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-def run(plan: LaunchPlan, cluster: ClusterConfig, run_dir: Path, args: argparse.Namespace) -> int:
+def run(plan: LaunchPlan, cluster: ClusterConfig, run_dir: RunDir, args: argparse.Namespace) -> int:
     if args.fresh:
-        shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
-        (run_dir / "results.json").unlink(missing_ok=True)
+        run_dir.clear()
     for path, text in plan.files.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
@@ -122,7 +124,7 @@ def run(plan: LaunchPlan, cluster: ClusterConfig, run_dir: Path, args: argparse.
         return subprocess.run(plan.command).returncode
     if plan.wait_for and not is_this_host(plan.wait_for[0]):
         wait_for_endpoint(*plan.wait_for, timeout_s=cluster.rdzv_timeout_s)
-    return run_supervised(plan.command, {**os.environ, **plan.env}, run_dir / "checkpoints")
+    return run_supervised(plan.command, {**os.environ, **plan.env}, run_dir)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """The exact command lines ``launch`` runs: torchrun (one host or many) and the deepspeed launcher.
 
 Pure functions of the cluster description and the worker's arguments, so ``--dry-run``
-prints what would run and the tests compare that text.  SLURM's script is in launcher/slurm.py.
+prints what would run and the tests compare that text.  SLURM's script is in launcher/launch/slurm.py.
 """
 
 from __future__ import annotations
@@ -10,19 +10,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from launcher.cluster import RESTART_SAFE_ENV, STOP_SIGNALS, ClusterConfig, nodes_range, threads_per_process
-from launcher.config import ConfigError
-from launcher.hostfile import active_slots, read_hostfile
+from launcher.config.loader import ConfigError
+from launcher.launch.cluster import RESTART_SAFE_ENV, STOP_SIGNALS, ClusterConfig, nodes_range, threads_per_process
+from launcher.launch.hostfile import active_slots, read_hostfile
+from launcher.run_dir import RunDir
 
 
 @dataclass(frozen=True)
 class WorkerArgs:
-    """What every worker process is started with: ``python -m launcher.train CONFIG ...``."""
+    """What every worker process is started with: ``python -m launcher.runtime.train CONFIG ...``."""
 
     config: str
     overrides: tuple[str, ...] = ()
     resume: bool = False
-    module: str = "launcher.train"
+    module: str = "launcher.runtime.train"
 
     def argv(self) -> list[str]:
         args = ["-m", self.module, self.config]
@@ -73,7 +74,7 @@ def torchrun_plan(cluster: ClusterConfig, worker: WorkerArgs, nproc: int, rdzv_i
     return LaunchPlan(command, env, wait_for=wait_for)
 
 
-def deepspeed_plan(cluster: ClusterConfig, worker: WorkerArgs, nproc: int, run_dir: Path, python: str,
+def deepspeed_plan(cluster: ClusterConfig, worker: WorkerArgs, nproc: int, run_dir: RunDir, python: str,
                    environ: Mapping[str, str]) -> LaunchPlan:
     """The deepspeed launcher: this host (``nproc`` processes) or the hosts of a hostfile.
 
@@ -102,7 +103,7 @@ def deepspeed_plan(cluster: ClusterConfig, worker: WorkerArgs, nproc: int, run_d
         command.append(f"--exclude={cluster.exclude}")
     command += [f"--master_addr={cluster.rdzv_host or next(iter(slots))}", f"--master_port={cluster.rdzv_port}",
                 "--no_local_rank", "--module", *worker.argv()[1:]]
-    env_file = run_dir / "launch" / ".deepspeed_env"
+    env_file = run_dir.deepspeed_env
     forwarded = {key: value for key, value in sorted(environ.items())
                  if key.startswith(cluster.forward_env) and "\n" not in value}
     lines = [f"{key}={value}\n" for key, value in {**forwarded, **threads}.items()]

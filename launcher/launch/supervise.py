@@ -13,15 +13,14 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
-from pathlib import Path
 
-from launcher.checkpoint import complete_tags, read_marker
+from launcher.run_dir import RunDir
 
 # SIGINT is not forwarded: a terminal's Ctrl-C already reaches every process of the group.
 FORWARDED = (signal.SIGTERM, signal.SIGUSR1, signal.SIGHUP)
 
 
-def run_supervised(command: list[str], env: dict[str, str], checkpoints: Path) -> int:
+def run_supervised(command: list[str], env: dict[str, str], run_dir: RunDir) -> int:
     started = time.time()
     child = subprocess.Popen(command, env=env)
 
@@ -34,16 +33,16 @@ def run_supervised(command: list[str], env: dict[str, str], checkpoints: Path) -
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    if code != 0 and (saved := stop_checkpoint_since(checkpoints, started)):
+    if code != 0 and (saved := stop_checkpoint_since(run_dir, started)):
         print(f"launch: stopped by a signal after saving checkpoint {saved}; continue with --resume", flush=True)
         return 0
     return code
 
 
-def stop_checkpoint_since(checkpoints: Path, since: float) -> str | None:
+def stop_checkpoint_since(run_dir: RunDir, since: float) -> str | None:
     """The newest complete checkpoint if this job saved it for a stop signal."""
-    tags = complete_tags(checkpoints)
+    tags = run_dir.complete_tags()
     if not tags:
         return None
-    marker = read_marker(checkpoints, tags[-1])
+    marker = run_dir.read_marker(tags[-1])
     return tags[-1] if marker.get("for_stop") and marker["saved_at"] >= since else None

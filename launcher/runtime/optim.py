@@ -12,7 +12,7 @@ import math
 import torch
 from torch import nn
 
-from launcher.schema import OptimizerConfig, ScheduleConfig
+from launcher.config.schema import OptimizerConfig, ScheduleConfig
 
 
 def lr_factor(step: int, total_steps: int, schedule: ScheduleConfig) -> float:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
-from launcher.dist import DistInfo
+from launcher.config.schema import DeepSpeedConfig, OptimizerConfig, ScheduleConfig
 from launcher.errors import JobError
-from launcher.optim import build_optimizer, build_scheduler
-from launcher.schema import DeepSpeedConfig
+from launcher.runtime.dist import DistInfo
+from launcher.runtime.optim import build_optimizer, build_scheduler
+
+if TYPE_CHECKING:  # importing deepspeed probes the accelerators: only once a process group starts
+    from deepspeed import DeepSpeedEngine
 
 # DeepSpeed prints its own progress every `steps_per_print` steps; the loop logs instead.
 _NEVER = 2**62
@@ -38,18 +41,20 @@ def compute_dtype(config: DeepSpeedConfig) -> torch.dtype:
     return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[config.precision]
 
 
-def build_engine(model: nn.Module, job: Any, micro_batch_size: int, dist: DistInfo):
+def build_engine(model: nn.Module, deepspeed_config: DeepSpeedConfig, optimizer_config: OptimizerConfig,
+                 schedule: ScheduleConfig, total_steps: int, micro_batch_size: int,
+                 dist: DistInfo) -> DeepSpeedEngine:
     """Wrap ``model`` in a DeepSpeed engine with our optimizer and schedule."""
     import deepspeed
 
-    if job.deepspeed.precision == "fp16" and dist.device.type != "cuda":
+    if deepspeed_config.precision == "fp16" and dist.device.type != "cuda":
         raise JobError("deepspeed.precision: fp16 needs a CUDA device; use bf16 or fp32 on CPU")
-    optimizer = build_optimizer(model, job.optimizer)
-    scheduler = build_scheduler(optimizer, job.schedule, job.train.steps)
+    optimizer = build_optimizer(model, optimizer_config)
+    scheduler = build_scheduler(optimizer, schedule, total_steps)
     engine, _, _, _ = deepspeed.initialize(
         model=model,
         optimizer=optimizer,
         lr_scheduler=scheduler,
-        config=deepspeed_json(job.deepspeed, micro_batch_size, dist.world_size),
+        config=deepspeed_json(deepspeed_config, micro_batch_size, dist.world_size),
     )
     return engine

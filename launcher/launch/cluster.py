@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
-from launcher.config import ConfigError, load_config
+from launcher.config.loader import ConfigError, load_config
 
 DEFAULT_RDZV_PORT = 29400  # torchrun's own default for c10d
 STOP_SIGNALS = "SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1"

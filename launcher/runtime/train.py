@@ -1,8 +1,8 @@
 """Worker entry point: one process of a job, as started by torchrun or the deepspeed launcher.
 
-    torchrun --nproc_per_node 2 -m launcher.train configs/demo.yaml [--set k=v] [--resume]
+    torchrun --nproc_per_node 2 -m launcher.runtime.train configs/face/demo.yaml [--set k=v] [--resume]
 
-Users normally start it through ``launch`` (``launcher.cli``), which validates the config
+Users normally start it through ``launch`` (``launcher.launch.cli``), which validates the config
 before any process is spawned.
 """
 
@@ -14,23 +14,26 @@ import os
 import random
 import sys
 import warnings
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.distributed as torch_dist
 
-from launcher.checkpoint import Checkpointer, existing_checkpoint_error
-from launcher.config import dump_config
-from launcher.dist import DistInfo, init_distributed
-from launcher.engine import build_engine, compute_dtype
+from launcher.config.loader import config_yaml
+from launcher.config.schema import JobConfig, load_job_config_or_report
 from launcher.errors import JobError
-from launcher.exporter import start_exporter
-from launcher.logs import setup_logging
-from launcher.loop import LoopState, RunContext, StopSignal, run_training
-from launcher.metrics import JobMetrics
-from launcher.results import format_table, load_evaluations
-from launcher.schema import load_job_config_or_report
+from launcher.monitoring.exporter import start_exporter
+from launcher.monitoring.metrics import JobMetrics
+from launcher.run_dir import RunDir
+from launcher.runtime.checkpoint import Checkpointer
+from launcher.runtime.dist import DistInfo, init_distributed
+from launcher.runtime.engine import build_engine, compute_dtype
+from launcher.runtime.init_from import load_initial_weights
+from launcher.runtime.logs import setup_logging
+from launcher.runtime.loop import Loop, RunContext, StopSignal
+from launcher.runtime.results import format_table
+from launcher.runtime.task import Task
+from launcher.runtime.train_state import TrainState
 from launcher.tasks import task_class
 
 log = logging.getLogger("launcher")
@@ -40,7 +43,7 @@ warnings.filterwarnings("ignore", message=".*all_gather_into_tensor.* is depreca
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m launcher.train", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m launcher.runtime.train", description=__doc__)
     parser.add_argument("config", help="job config YAML")
     parser.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
                         help="override a config value (repeatable)")
@@ -55,45 +58,49 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def run(job, dist: DistInfo, resume: bool) -> bool:
+def run(job: JobConfig, dist: DistInfo, resume: bool) -> bool:
     """Build everything from the config and train; returns False if stopped by a signal."""
-    run_dir = Path(job.run_dir)
-    checkpointer = Checkpointer(run_dir / "checkpoints", job.checkpoint.keep_last, dist)
-    if not resume and (existing := existing_checkpoint_error(run_dir)):
+    run_dir = RunDir(job.run_dir)
+    if not resume and (existing := run_dir.existing_checkpoint_error()):
         raise existing
     stop = StopSignal()
-    task = task_class(job.task.name)(job.task)
+    task: Task = task_class(job.task.name)(job.task, dist)
     seed_everything(job.train.seed)  # the same initial model on every rank
-    engine = build_engine(task.build_model(), job, task.micro_batch_size, dist)
-    rank_state = checkpointer.load_newest(engine) if resume else {}
-    if not rank_state:
+    model = task.build_model()
+    if job.train.init_from and not (resume and run_dir.complete_tags()):
+        source = load_initial_weights(model, job.train.init_from, job.train.init_new_keys)
+        if dist.is_main:
+            log.info("model weights from %s (train.init_from); fresh optimizer, schedule and step", source)
+    engine = build_engine(model, job.deepspeed, job.optimizer, job.schedule, job.train.steps,
+                          task.micro_batch_size, dist)
+    checkpointer = Checkpointer(run_dir, job.checkpoint, dist, config_yaml(job))
+    state, saved = TrainState(), checkpointer.load_newest(engine) if resume else {}
+    if saved:
+        state.load_state_dict(saved["train_state"])
+        task.load_state_dict(state.task)
+    else:
         seed_everything(job.train.seed + 1 + dist.rank)  # per-rank streams (dropout, augment)
     ctx = RunContext(
-        job=job, task=task, engine=engine, checkpointer=checkpointer, dist=dist,
-        stream=task.train_batches(dist, rank_state.get("reader")),
-        run_dir=run_dir, compute_dtype=compute_dtype(job.deepspeed),
+        task=task, engine=engine, stream=task.train_batches(state.reader), checkpointer=checkpointer, dist=dist,
+        run_dir=run_dir, train=job.train, checkpoint=job.checkpoint, compute_dtype=compute_dtype(job.deepspeed),
         metrics=JobMetrics(cuda=dist.device.type == "cuda"),
+        summary={"task": job.task.name, "world_size": dist.world_size, "target_steps": job.train.steps},
     )
-    state = LoopState(step=engine.global_steps, nonfinite_skipped=rank_state.get("nonfinite_skipped", 0))
-    if rank_state:
-        state.last_checkpoint_step = state.step
-        ctx.evaluations = load_evaluations(run_dir / "results.json", state.step)
-        state.last_eval_step = max((e["step"] for e in ctx.evaluations), default=-1)
     if dist.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        dump_config(job, run_dir / "config.yaml")
+        run_dir.root.mkdir(parents=True, exist_ok=True)
+        run_dir.config.write_text(config_yaml(job))
         log.info("task %s, %d process(es) on %s, from step %d to %d", job.task.name,
                  dist.world_size, dist.device.type, state.step, job.train.steps)
     ctx.metrics.started(job.task.name, dist.world_size, state.step, job.train.steps)
     exporter, ended_cleanly = start_exporter(job.metrics, ctx.metrics, dist, run_dir), False
     try:
-        finished = run_training(ctx, state, stop)
+        finished = Loop(ctx, state, stop, resumed=bool(saved)).run()
         ended_cleanly = True
     finally:
         if exporter:
             exporter.close(leave_targets=ended_cleanly)  # a crashed job stays listed: its targets go down
     if dist.is_main and finished:
-        print(f"\nresults ({run_dir / 'results.json'})\n{format_table(ctx.evaluations)}", flush=True)
+        print(f"\nresults ({run_dir.results})\n{format_table(state.evaluations)}", flush=True)
     return finished
 
 

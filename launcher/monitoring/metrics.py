@@ -1,7 +1,7 @@
 """What one rank tells Prometheus: the metric objects and the loop's calls that update them.
 
 Base units and conventional suffixes; no labels beyond a few fixed names (the rank, node and
-job labels come from the scrape targets, see launcher/exporter.py). Throughput per rank is
+job labels come from the scrape targets, see launcher/monitoring/exporter.py). Throughput per rank is
 ``rate(facetrain_samples_total[1m])``; the step-time histogram counts only training time
 (fetch, forward, backward, update), like the loop's own samples/s.
 """
@@ -9,11 +9,14 @@ job labels come from the scrape targets, see launcher/exporter.py). Throughput p
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING
 
 import prometheus_client
 import torch
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, ProcessCollector
+
+if TYPE_CHECKING:
+    from launcher.runtime.task import BatchStream
 
 # "_created" series double every counter and histogram for no use on dashboards.
 prometheus_client.disable_created_metrics()
@@ -38,11 +41,13 @@ class JobMetrics:
                                       buckets=STEP_BUCKETS, registry=r)
         self.data_wait = Histogram("facetrain_data_wait_seconds", "Time one optimizer step waited for the reader",
                                    buckets=WAIT_BUCKETS, registry=r)
-        self.loss = Gauge("facetrain_loss", "Loss of this rank's last micro-batch", registry=r)
+        self.loss = Gauge("facetrain_loss", "Training loss at the last log line (mean over its window and the ranks)",
+                          registry=r)
         self.learning_rate = Gauge("facetrain_learning_rate", "Current learning rate", registry=r)
         self.epoch = Gauge("facetrain_epoch", "The reader's current epoch", registry=r)
-        self.task_stat = Gauge("facetrain_task_stat", "Statistics the task reports for its last micro-batch "
-                               "(mining: active_triplets, d_ap, d_an, hardest_d_an)", ["stat"], registry=r)
+        self.task_stat = Gauge("facetrain_task_stat", "Statistics the task reports, at the last log line (mean over "
+                               "its window and the ranks; mining: active_triplets, d_ap, d_an, hardest_d_an)",
+                               ["stat"], registry=r)
         self.nonfinite = Counter("facetrain_nonfinite_losses_skipped", "Micro-steps skipped on every rank "
                                  "because some rank's loss was not finite", registry=r)
         self.corrupt = Counter("facetrain_reader_corrupt_samples", "Undecodable samples the reader skipped",
@@ -70,15 +75,19 @@ class JobMetrics:
         self.step.set(step)
         self.target_steps.set(target_steps)
 
-    def micro_step(self, samples: int, loss: float, stats: dict[str, float], seconds: float, wait: float) -> None:
+    def micro_step(self, samples: int, seconds: float, wait: float) -> None:
         self.samples.inc(samples)
-        self.loss.set(loss)
-        for name, value in stats.items():
-            self.task_stat.labels(name).set(value)
         self._pending_seconds += seconds
         self._pending_wait += wait
 
-    def optimizer_step(self, step: int, learning_rate: float, stream: Any, device: torch.device) -> None:
+    def logged(self, means: dict[str, float]) -> None:
+        """The loop's log line: loss and task statistics, reduced over the window and the ranks."""
+        self.loss.set(means["loss"])
+        for name, value in means.items():
+            if name not in ("loss", "samples_per_second"):
+                self.task_stat.labels(name).set(value)
+
+    def optimizer_step(self, step: int, learning_rate: float, stream: BatchStream, device: torch.device) -> None:
         self.steps.inc()
         self.step.set(step)
         self.step_seconds.observe(self._pending_seconds)
@@ -86,15 +95,13 @@ class JobMetrics:
         self._pending_seconds = self._pending_wait = 0.0
         self.learning_rate.set(learning_rate)
         self.last_step_time.set(time.time())
-        if hasattr(stream, "epoch"):
-            self.epoch.set(stream.epoch)
-        if hasattr(stream, "stats"):
-            self._count_reader_events(stream.stats())
+        self.epoch.set(stream.epoch)
+        self._count_reader_events(stream.stats())
         if device.type == "cuda":
             self.gpu_allocated.set(torch.cuda.memory_allocated(device))
             self.gpu_reserved.set(torch.cuda.memory_reserved(device))
 
-    def _count_reader_events(self, stats: dict[str, int]) -> None:
+    def _count_reader_events(self, stats: dict[str, float]) -> None:
         for key, counter in (("corrupt", self.corrupt), ("truncated_shards", self.truncated)):
             total = stats.get(key, 0)
             if total > self._reader_seen.get(key, 0):

@@ -1,20 +1,18 @@
 """The job config: one frozen dataclass per component, assembled into a ``JobConfig``.
 
-The ``task:`` section's schema depends on ``task.name``; ``load_job_config`` looks the
-task up in ``launcher.tasks.TASKS`` and checks that section against the task's own
-config class, so a misspelt task option fails exactly like a misspelt engine option.
+The ``task:`` section's schema depends on ``task.name``: the loader resolves that field to the
+task's own config class (``launcher.tasks``), so a misspelt task option fails exactly like a
+misspelt engine option.  Each component later receives only its own section.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from launcher.config import ConfigError, apply_override, build, read_yaml_mapping
+from launcher.config.loader import ConfigError, apply_override, build, read_yaml_mapping
 
 
 @dataclass(frozen=True)
@@ -23,6 +21,22 @@ class TaskConfig:
 
     name: str
     """Task name, a key of ``launcher.tasks.TASKS``."""
+
+
+@dataclass(frozen=True)
+class EarlyStopConfig:
+    """Stop when an evaluation metric has not improved for a while (all ranks agree)."""
+
+    metric: str
+    """A metric the task's evaluation reports, e.g. verification_auc."""
+    mode: Literal["max", "min"] = "max"
+    patience: int = 3
+    """Evaluations in a row without an improvement of more than min_delta before stopping."""
+    min_delta: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.patience < 1 or self.min_delta < 0:
+            raise ValueError("train.early_stop: patience must be at least 1 and min_delta >= 0")
 
 
 @dataclass(frozen=True)
@@ -41,6 +55,12 @@ class TrainConfig:
     """Also evaluate before the first step (a 'before training' row in the results)."""
     max_nonfinite_in_a_row: int = 5
     """Stop with an error after this many consecutive non-finite losses (each is skipped)."""
+    init_from: str = ""
+    """Start from another run's model weights (its run_dir, or one checkpoint folder in it): fresh
+    optimizer, schedule and step, for a second training stage. Ignored when resuming."""
+    init_new_keys: tuple[str, ...] = ()
+    """Prefixes of model keys that init_from's checkpoint may lack (a new branch or head)."""
+    early_stop: EarlyStopConfig | None = None
 
     def __post_init__(self) -> None:
         if min(self.steps, self.log_every, self.max_nonfinite_in_a_row) < 1:
@@ -98,6 +118,15 @@ class DeepSpeedConfig:
 
 
 @dataclass(frozen=True)
+class KeepBestConfig:
+    """Which evaluation metric picks the best checkpoint."""
+
+    metric: str
+    """A metric the task's evaluation reports, e.g. verification_auc."""
+    mode: Literal["max", "min"] = "max"
+
+
+@dataclass(frozen=True)
 class CheckpointConfig:
     """When checkpoints are written and how many are kept."""
 
@@ -105,6 +134,8 @@ class CheckpointConfig:
     """Save every this many optimizer steps; a final checkpoint is always written."""
     keep_last: int = 3
     """Keep the newest N complete checkpoints; 0 keeps all."""
+    keep_best: KeepBestConfig | None = None
+    """Also keep the checkpoint of the best evaluation (saved at that step), recorded in results.json."""
 
     def __post_init__(self) -> None:
         if self.every_steps < 0 or self.keep_last < 0:
@@ -113,7 +144,7 @@ class CheckpointConfig:
 
 @dataclass(frozen=True)
 class MetricsConfig:
-    """The Prometheus exporter every rank runs (launcher/metrics.py)."""
+    """The Prometheus exporter every rank runs (launcher/monitoring/metrics.py)."""
 
     enabled: bool = True
     port: int = 9400
@@ -133,13 +164,23 @@ class MetricsConfig:
             raise ValueError(f"metrics.port must be a port number, got {self.port}")
 
 
+def _task_schema(raw: Any, source: str) -> type:
+    """The config class of the task a ``task:`` section names."""
+    from launcher.tasks import task_config_class
+
+    if not isinstance(raw, dict) or "name" not in raw:
+        raise ConfigError(f"{source}: task.name: required key is missing")
+    return task_config_class(raw["name"], source=source)
+
+
 @dataclass(frozen=True)
-class JobConfigBase:
-    """Everything a run needs except the task section (added per task, see ``job_schema``)."""
+class JobConfig:
+    """Everything a run needs; ``task`` is the named task's own config class."""
 
     run_dir: str
     """Directory for checkpoints, the resolved config, results.json and plots."""
     train: TrainConfig
+    task: TaskConfig = field(metadata={"schema": _task_schema})
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     deepspeed: DeepSpeedConfig = field(default_factory=DeepSpeedConfig)
@@ -147,35 +188,20 @@ class JobConfigBase:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
 
-@functools.cache
-def job_schema(task_config_class: type) -> type:
-    """The root schema for one task: ``JobConfigBase`` plus ``task: <that task's config>``."""
-    return dataclasses.make_dataclass(
-        "JobConfig",
-        [("task", task_config_class, field(kw_only=True))],
-        bases=(JobConfigBase,),
-        frozen=True,
-    )
-
-
-def load_job_config(path: str | Path, overrides: list[str] = ()):
+def load_job_config(path: str | Path, overrides: list[str] = ()) -> JobConfig:
     """Load and validate a job config; raises ``ConfigError`` naming file and key."""
-    from launcher.tasks import task_config_class
-
     raw = read_yaml_mapping(path)
-    for item in overrides:
+    for item in overrides:  # the task's name decides which keys its section has
         if item.startswith("task.name="):
             raw.setdefault("task", {})["name"] = item.partition("=")[2]
-    task_section = raw.get("task")
-    if not isinstance(task_section, dict) or "name" not in task_section:
+    if "task" not in raw:
         raise ConfigError(f"{path}: task.name: required key is missing")
-    schema = job_schema(task_config_class(task_section["name"], source=str(path)))
     for item in overrides:
-        apply_override(raw, item, schema, source=str(path))
-    return build(schema, raw, source=str(path))
+        apply_override(raw, item, JobConfig, source=str(path))
+    return build(JobConfig, raw, source=str(path))
 
 
-def load_job_config_or_report(path: str | Path, overrides: list[str] = ()):
+def load_job_config_or_report(path: str | Path, overrides: list[str] = ()) -> JobConfig | None:
     """For entry points: the job config, or None after printing the error on stderr."""
     try:
         return load_job_config(path, overrides)

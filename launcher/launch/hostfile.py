@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from launcher.config import ConfigError
+from launcher.config.loader import ConfigError
 
 LINE = re.compile(r"^(\S+)\s+slots=(\d+)\s*$")
 

@@ -41,7 +41,7 @@ def init_distributed(timeout_minutes: float = 30.0) -> DistInfo:
     """
     import deepspeed  # deferred: importing it probes accelerators
 
-    if "RANK" not in os.environ:  # plain `python -m launcher.train`: a world of one
+    if "RANK" not in os.environ:  # plain `python -m launcher.runtime.train`: a world of one
         os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1")
         os.environ.setdefault("MASTER_PORT", str(free_port()))
     rank = int(os.environ["RANK"])
@@ -62,10 +62,14 @@ def init_distributed(timeout_minutes: float = 30.0) -> DistInfo:
 
 
 def all_reduce_sum(values: torch.Tensor, dist: DistInfo) -> torch.Tensor:
-    """Sum a small host tensor over ranks; it travels on the group's device (NCCL needs CUDA)."""
-    reduced = values.to(dist.device)
+    """A small tensor summed over ranks, returned on the device it came from; it travels on the
+    group's device (NCCL needs CUDA), so a device tensor is reduced without a host sync.  The
+    identity for one rank."""
+    if dist.world_size == 1:
+        return values
+    reduced = values.to(dist.device, copy=True)
     torch_dist.all_reduce(reduced)
-    return reduced.cpu()
+    return reduced.to(values.device)
 
 
 class _GatherWithGrad(torch.autograd.Function):

@@ -12,11 +12,12 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-from launcher.cluster import RESTART_SAFE_ENV, STOP_SIGNALS, ClusterConfig, nodes_range
-from launcher.commands import WorkerArgs
+from launcher.launch.cluster import RESTART_SAFE_ENV, STOP_SIGNALS, ClusterConfig, nodes_range
+from launcher.launch.commands import WorkerArgs
+from launcher.run_dir import RunDir
 
 
-def sbatch_script(cluster: ClusterConfig, worker: WorkerArgs, nproc: int, run_dir: Path, rdzv_id: str,
+def sbatch_script(cluster: ClusterConfig, worker: WorkerArgs, nproc: int, run_dir: RunDir, rdzv_id: str,
                   python: str, workdir: Path) -> str:
     s = cluster.slurm
     low, high = nodes_range(cluster.nnodes)
@@ -29,7 +30,7 @@ def sbatch_script(cluster: ClusterConfig, worker: WorkerArgs, nproc: int, run_di
         f"--time={s.time}",
         *([f"--partition={s.partition}"] if s.partition else []),
         *([f"--account={s.account}"] if s.account else []),
-        f"--output={run_dir.absolute() / 'slurm' / '%j.out'}",
+        f"--output={run_dir.sbatch_script.parent.absolute() / '%j.out'}",
         "--open-mode=append",
         *([f"--signal=USR1@{s.preemption_warning_s}"] if s.preemption_warning_s else []),
         *(["--requeue"] if s.requeue else []),
@@ -48,7 +49,7 @@ def sbatch_script(cluster: ClusterConfig, worker: WorkerArgs, nproc: int, run_di
                    "export OMP_NUM_THREADS=$(( threads > 0 ? threads : 1 ))"]
     lines = [
         "#!/bin/bash",
-        f"# Written by launch for {worker.config}; submit with: sbatch {run_dir.absolute() / 'slurm' / 'job.sbatch'}",
+        f"# Written by launch for {worker.config}; submit with: sbatch {run_dir.sbatch_script.absolute()}",
         *(f"#SBATCH {d}" for d in directives),
         "set -euo pipefail",
         f"cd {shlex.quote(str(workdir))}",

@@ -17,24 +17,24 @@ from pathlib import Path
 import torch.distributed as torch_dist
 from prometheus_client import push_to_gateway, start_http_server
 
-from launcher.dist import DistInfo
+from launcher.config.schema import MetricsConfig
 from launcher.errors import JobError
-from launcher.metrics import JobMetrics
-from launcher.schema import MetricsConfig
-from shards.writer import write_json_atomic
+from launcher.monitoring.metrics import JobMetrics
+from launcher.run_dir import RunDir
+from launcher.runtime.dist import DistInfo
+from shards.files import write_json_atomic
 
 log = logging.getLogger(__name__)
 
 
 class Exporter:
-    def __init__(self, config: MetricsConfig, metrics: JobMetrics, dist: DistInfo, run_dir: Path):
+    def __init__(self, config: MetricsConfig, metrics: JobMetrics, dist: DistInfo, run_dir: RunDir):
         self.config, self.metrics, self.dist = config, metrics, dist
-        self.job_name = config.job_name or Path(run_dir).resolve().name
+        self.job_name = config.job_name or run_dir.name
         self.node = socket.gethostname()
         self.server, _ = self._serve()
         self.port = self.server.server_port
-        self.file_sd = Path(config.file_sd) if config.file_sd else (
-            Path(run_dir).resolve().parent / "prometheus_targets" / f"{self.job_name}.json")
+        self.file_sd = Path(config.file_sd) if config.file_sd else run_dir.prometheus_targets(self.job_name)
         self._write_targets()
 
     def _serve(self):
@@ -81,5 +81,5 @@ class Exporter:
         self.server.server_close()
 
 
-def start_exporter(config: MetricsConfig, metrics: JobMetrics, dist: DistInfo, run_dir: Path) -> Exporter | None:
+def start_exporter(config: MetricsConfig, metrics: JobMetrics, dist: DistInfo, run_dir: RunDir) -> Exporter | None:
     return Exporter(config, metrics, dist, run_dir) if config.enabled else None

@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
 
-
-def load_evaluations(path: Path, up_to_step: int) -> list[dict[str, Any]]:
-    """Evaluations recorded by an earlier run of this job, up to the step it resumes from."""
-    if not path.is_file():
-        return []
-    return [e for e in json.loads(path.read_text())["evaluations"] if e["step"] <= up_to_step]
+from shards.files import write_json_atomic
 
 
 def write_results(path: Path, summary: dict[str, Any], evaluations: list[dict[str, Any]]) -> None:
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({**summary, "evaluations": evaluations}, indent=2, sort_keys=False))
-    tmp.replace(path)
+    write_json_atomic(path, {**summary, "evaluations": evaluations}, indent=2)
 
 
 def format_table(evaluations: list[dict[str, Any]]) -> str:

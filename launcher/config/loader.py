@@ -56,7 +56,7 @@ def apply_override(raw: dict, item: str, schema: type, source: str) -> None:
     if not sep or not key_path:
         raise ConfigError(f"--set {item!r}: expected KEY.PATH=VALUE")
     keys = key_path.split(".")
-    _check_path_exists(schema, keys, item, source)
+    _check_path_exists(schema, keys, item, source, raw)
     node = raw
     for key in keys[:-1]:
         child = node.get(key)
@@ -66,7 +66,7 @@ def apply_override(raw: dict, item: str, schema: type, source: str) -> None:
     node[keys[-1]] = yaml.safe_load(value_text) if value_text else ""
 
 
-def _check_path_exists(schema: type, keys: list[str], item: str, source: str) -> None:
+def _check_path_exists(schema: type, keys: list[str], item: str, source: str, raw: Any) -> None:
     cls: Any = schema
     for depth, key in enumerate(keys):
         if not dataclasses.is_dataclass(cls):
@@ -75,7 +75,15 @@ def _check_path_exists(schema: type, keys: list[str], item: str, source: str) ->
         hints = typing.get_type_hints(cls)
         if key not in hints:
             _unknown_key(".".join(keys[: depth + 1]), key, hints, f"--set for {source}")
-        cls = _strip_optional(hints[key])
+        raw = raw.get(key) if isinstance(raw, dict) else None
+        cls = _strip_optional(_field_type(cls, key, hints[key], raw, source))
+
+
+def _field_type(cls: type, name: str, declared: Any, raw: Any, source: str) -> Any:
+    """A field's type; a field whose metadata has a ``schema`` resolver gets the class it names
+    for the raw value (the job's ``task`` section: the named task's own config class)."""
+    resolve = next(f.metadata.get("schema") for f in dataclasses.fields(cls) if f.name == name)
+    return resolve(raw, source) if resolve else declared
 
 
 def build(cls: type[T], raw: Any, source: str, key_path: str = "") -> T:
@@ -97,7 +105,8 @@ def build(cls: type[T], raw: Any, source: str, key_path: str = "") -> T:
     for name, field in fields.items():
         child_path = _join(key_path, name)
         if name in raw:
-            values[name] = _convert(hints[name], raw[name], source, child_path)
+            values[name] = _convert(_field_type(cls, name, hints[name], raw[name], source), raw[name], source,
+                                    child_path)
         elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
             raise ConfigError(f"{source}: {child_path}: required key is missing")
     try:
@@ -173,12 +182,16 @@ def _strip_optional(tp: Any) -> Any:
     return tp
 
 
+def did_you_mean(word: str, choices: typing.Iterable[str]) -> str:
+    """' (did you mean 'x'?)' for the closest choice, or '' when none is close."""
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def _unknown_key(key_path: str, key: str, allowed: typing.Iterable[str], source: str) -> None:
     allowed = sorted(allowed)
-    close = difflib.get_close_matches(key, allowed, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
     raise ConfigError(
-        f"{source}: {key_path}: unknown key{hint}; allowed keys here: {', '.join(allowed)}"
+        f"{source}: {key_path}: unknown key{did_you_mean(key, allowed)}; allowed keys here: {', '.join(allowed)}"
     )
 
 
@@ -201,6 +214,6 @@ def to_dict(config: Any) -> Any:
     return config
 
 
-def dump_config(config: Any, path: str | Path) -> None:
-    """Write the resolved config so a checkpoint says exactly what produced it."""
-    Path(path).write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+def config_yaml(config: Any) -> str:
+    """The resolved config as YAML, so a run and each checkpoint say exactly what produced them."""
+    return yaml.safe_dump(to_dict(config), sort_keys=False)

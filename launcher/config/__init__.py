@@ -1,0 +1,1 @@
+"""Job configs: strict YAML loading into typed dataclasses, and the job schema."""

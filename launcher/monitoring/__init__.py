@@ -1,0 +1,1 @@
+"""What a job tells Prometheus: per-rank metrics and their exporter."""
