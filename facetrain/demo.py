@@ -1,12 +1,13 @@
 """The face demo, end to end: data -> shards -> 2-process DeepSpeed training -> verification.
 
-    python -m facetrain.demo [--data /path/to/CASIA-WebFace] [--nproc 2] [--resume]
+    python -m facetrain.demo [--data /path/to/CASIA-WebFace] [--nproc 2] [--resume] [--short] [--work runs]
 
 Without --data, 200 procedurally drawn identities x 12 images are written in the
 CASIA-WebFace layout; with it, the given folder is used as it is (resized to 72 px so the
 demo's small CPU model can train on it: a pipeline check, not a recipe).  Shards are built with
 identity-disjoint train/val splits, then ``launch configs/face/demo.yaml`` trains and evaluates
-verification on the held-out identities before, during and after training.
+verification on the held-out identities before, during and after training.  ``--short`` is the
+same pipeline made small (60 identities, 40 steps) for ``make test``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from launcher.launch import cli
 from shards.cli import main as shards_main
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "face" / "demo.yaml"
-WORK = Path("runs/face_demo_data")
+SHORT = {"identities": 60, "steps": 40}
+"""The short form: every stage of the demo, a few dozen steps, evaluation before, halfway and after."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,13 +33,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, help="a CASIA-WebFace folder (<id>/<nnn>.jpg) instead of generated faces")
     parser.add_argument("--nproc", type=int, default=2)
     parser.add_argument("--resume", action="store_true", help="continue the last demo run")
+    parser.add_argument("--short", action="store_true", help=f"{SHORT['identities']} identities, {SHORT['steps']} "
+                        "steps: the whole pipeline in under a minute (what make test runs)")
+    parser.add_argument("--work", type=Path, default=Path("runs"), help="where the data and the run go (default: runs)")
     args = parser.parse_args(argv)
-    source, shards = args.data, WORK / ("shards_real" if args.data else "shards")
+    work = args.work / ("face_demo_short_data" if args.short else "face_demo_data")
+    identities = SHORT["identities"] if args.short else 200
+    source, shards = args.data, work / ("shards_real" if args.data else "shards")
     if source is None:
-        source = WORK / "casia"
+        source = work / "casia"
         if not source.is_dir():
-            print(f"writing 200 synthetic identities x 12 images to {source} (CASIA-WebFace layout)", flush=True)
-            write_casia_layout(source, identities=200, images_per_identity=12, size=72)
+            print(f"writing {identities} synthetic identities x 12 images to {source} (CASIA-WebFace layout)",
+                  flush=True)
+            write_casia_layout(source, identities=identities, images_per_identity=12, size=72)
     build = ["build", "casia-webface", str(source), str(shards), "--split", "train=0.8,val=0.2", "--seed", "0",
              "--maxcount", "300"] + (["--size", "72", "--workers", "2"] if args.data else [])
     print(f"shards {' '.join(build)}", flush=True)
@@ -46,7 +54,13 @@ def main(argv: list[str] | None = None) -> int:
     print(summary.getvalue(), flush=True)
     if status != 0:
         return status
-    return cli.main([str(CONFIG), "--nproc", str(args.nproc), "--set", f"task.stream.shards={shards}",
+    run_dir = args.work / ("face_demo_short" if args.short else "face_demo")
+    overrides = [f"task.stream.shards={shards}", f"run_dir={run_dir}"]
+    if args.short:
+        steps = SHORT["steps"]
+        overrides += [f"train.steps={steps}", f"train.eval_every={steps // 2}", f"checkpoint.every_steps={steps // 2}",
+                      f"schedule.warmup_steps={steps // 4}"]
+    return cli.main([str(CONFIG), "--nproc", str(args.nproc), *(a for o in overrides for a in ("--set", o)),
                      "--resume" if args.resume else "--fresh"])
 
 
