@@ -10,6 +10,7 @@ import datetime
 import os
 import socket
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as torch_dist
@@ -70,6 +71,15 @@ def all_reduce_sum(values: torch.Tensor, dist: DistInfo) -> torch.Tensor:
     reduced = values.to(dist.device, copy=True)
     torch_dist.all_reduce(reduced)
     return reduced.to(values.device)
+
+
+def broadcast_object(value: Any, dist: DistInfo) -> Any:
+    """Rank 0's ``value`` on every rank (a picklable object; the identity for one rank)."""
+    if dist.world_size == 1:
+        return value
+    holder = [value]
+    torch_dist.broadcast_object_list(holder, src=0)
+    return holder[0]
 
 
 class _GatherWithGrad(torch.autograd.Function):

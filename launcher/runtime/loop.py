@@ -24,7 +24,7 @@ from launcher.errors import JobError
 from launcher.monitoring.metrics import JobMetrics
 from launcher.run_dir import RunDir
 from launcher.runtime.checkpoint import Checkpointer
-from launcher.runtime.dist import DistInfo, all_reduce_sum
+from launcher.runtime.dist import DistInfo, all_reduce_sum, broadcast_object
 from launcher.runtime.results import format_table, write_results
 from launcher.runtime.selection import BestTracker, EarlyStopper
 from launcher.runtime.task import BatchStream, Task
@@ -241,13 +241,15 @@ class Loop:
         """Evaluate now; True if this evaluation is a new best (its checkpoint must be kept)."""
         ctx, state = self.ctx, self.state
         ctx.engine.eval()
-        metrics = ctx.task.evaluate(ctx.engine, state.step, ctx.run_dir.plots)
+        # Rank 0's figures on every rank: every decision drawn from them (best checkpoint, early
+        # stop) is then the same everywhere, even if the ranks' float arithmetic differed.
+        metrics = broadcast_object(ctx.task.evaluate(ctx.engine, state.step, ctx.run_dir.plots), ctx.dist)
         ctx.engine.train()
         state.evaluations.append({"step": state.step, "metrics": metrics})
         ctx.metrics.evaluated(state.step, metrics)
         reader = reduce_counters(ctx.stream.stats(), ctx.dist)
         new_best = self.best.update(state.step, metrics)
-        if self.early_stop.update(state.step, metrics, ctx.dist) and ctx.dist.is_main:
+        if self.early_stop.update(state.step, metrics) and ctx.dist.is_main:
             log.warning("early stop at step %d: %s", state.step, state.stopped_early["reason"])
         if ctx.dist.is_main:
             self.write_results(reader)

@@ -4,12 +4,9 @@ so a resumed run goes on with the same best checkpoint and the same patience lef
 
 from __future__ import annotations
 
-import torch
-
 from launcher.config.schema import EarlyStopConfig, KeepBestConfig
 from launcher.errors import JobError
 from launcher.run_dir import RunDir
-from launcher.runtime.dist import DistInfo, all_reduce_sum
 from launcher.runtime.train_state import TrainState
 
 
@@ -52,10 +49,9 @@ class EarlyStopper:
     def __init__(self, config: EarlyStopConfig | None, state: TrainState):
         self.config, self.state = config, state
 
-    def update(self, step: int, metrics: dict[str, float], dist: DistInfo) -> bool:
-        """True if training should stop now (recorded in ``state.stopped_early``).  Every rank
-        computes the same metrics; the decision still goes through one all-reduce, so the ranks
-        cannot part ways over a rounding difference."""
+    def update(self, step: int, metrics: dict[str, float]) -> bool:
+        """True if training should stop now (recorded in ``state.stopped_early``).  The loop hands
+        every rank rank 0's metrics, so every rank decides the same."""
         c, state = self.config, self.state
         if c is None:
             return False
@@ -64,8 +60,7 @@ class EarlyStopper:
             state.early_stop_best, state.early_stop_waited = value, 0
         else:
             state.early_stop_waited += 1
-        wants_stop = float(state.early_stop_waited >= c.patience)
-        if all_reduce_sum(torch.tensor([wants_stop]), dist).item() == 0:
+        if state.early_stop_waited < c.patience:
             return False
         best_step = next(e["step"] for e in reversed(state.evaluations)
                          if metric_value(e["metrics"], c.metric, "train.early_stop.metric") == state.early_stop_best)
