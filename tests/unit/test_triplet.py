@@ -221,3 +221,14 @@ def test_cross_rank_loss_is_zero_when_no_rank_selects_anything(monkeypatch):
     assert [loss.item() for loss in losses] == [0.0, 0.0]
     sum(losses).backward()
     assert not spread.grad.any()
+
+
+def test_a_single_selected_triplet_is_the_loss_itself_in_the_compute_dtype():
+    """One rank, batch_all, exactly one active triplet (a=0, p=1, n=2 on a line): the mean over
+    one term is that term, and the loss keeps the embeddings' dtype."""
+    one_rank = DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
+    points = torch.tensor([[0.0], [1.0], [-0.5]], dtype=torch.float32)
+    loss, stats = distributed_triplet_loss(points, torch.tensor([0, 0, 1]), one_rank, margin=0.2, mining="batch_all")
+    assert loss.item() == pytest.approx(1.0 - 0.25 + 0.2)  # d(0,1) - d(0,2) + α, squared distances
+    assert stats.triplets == 2 and float(stats.active_fraction) == 0.5
+    assert loss.dtype == torch.float32 and loss.shape == ()
