@@ -1,6 +1,6 @@
 """The one backbone builder of both tracks: images (B, 3, H, W) -> last feature map (B, C, h, w).
 
-``build_backbone(name, pretrained, pretrained_path)`` gives any timm model without its head
+``build_backbone(name, pretrained, pretrained_path)`` gives a timm CNN without its head
 (``timm.create_model(name, num_classes=0, global_pool="")``, run through ``forward_features``),
 facenet-pytorch's InceptionResnetV1 cut before its pooling (timm does not ship it), or ``small``, a
 4-block CNN for CPU demos and tests.  Weights are never downloaded: they come from a local file, and a

@@ -55,8 +55,6 @@ class FaceEmbeddingModel(nn.Module):
 
 
 class FaceTripletTask:
-    Config = FaceTripletConfig
-
     def __init__(self, config: FaceTripletConfig, dist: DistInfo):
         self.config, self.dist = config, dist
         self.micro_batch_size = config.stream.batch_samples

@@ -73,10 +73,6 @@ class RunDir:
     def tag_for(step: int) -> str:
         return f"step{step:08d}"
 
-    @staticmethod
-    def step_of(tag: str) -> int:
-        return int(_TAG.match(tag).group(1))
-
     def checkpoint(self, tag: str) -> Path:
         return self.checkpoints / tag
 
@@ -124,9 +120,11 @@ class RunDir:
         )
 
     def clear(self) -> None:
-        """``launch --fresh``: the checkpoints and results of an earlier run go."""
+        """``launch --fresh``: the checkpoints, results and plots of an earlier run go."""
         shutil.rmtree(self.checkpoints, ignore_errors=True)
         self.results.unlink(missing_ok=True)
+        for plot in self.plots.glob("*.png"):
+            plot.unlink()
 
 
 def source_checkpoint(path: str | Path) -> Path:

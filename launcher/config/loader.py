@@ -76,7 +76,13 @@ def _check_path_exists(schema: type, keys: list[str], item: str, source: str, ra
         if key not in hints:
             _unknown_key(".".join(keys[: depth + 1]), key, hints, f"--set for {source}")
         raw = raw.get(key) if isinstance(raw, dict) else None
-        cls = _strip_optional(_field_type(cls, key, hints[key], raw, source))
+        try:
+            cls = _strip_optional(_field_type(cls, key, hints[key], raw, source))
+        except ConfigError:  # ``task`` before its name is set: only its name, or the whole section
+            declared = _strip_optional(hints[key])
+            if depth < len(keys) - 1 and keys[depth + 1] not in typing.get_type_hints(declared):
+                raise
+            cls = declared
 
 
 def _field_type(cls: type, name: str, declared: Any, raw: Any, source: str) -> Any:

@@ -60,6 +60,8 @@ class TrainConfig:
     optimizer, schedule and step, for a second training stage. Ignored when resuming."""
     init_new_keys: tuple[str, ...] = ()
     """Prefixes of model keys that init_from's checkpoint may lack (a new branch or head)."""
+    init_skip_keys: tuple[str, ...] = ()
+    """Prefixes of init_from's checkpoint keys to leave out (a head this stage no longer has)."""
     early_stop: EarlyStopConfig | None = None
 
     def __post_init__(self) -> None:
@@ -168,8 +170,13 @@ def _task_schema(raw: Any, source: str) -> type:
     """The config class of the task a ``task:`` section names."""
     from launcher.tasks import task_config_class
 
-    if not isinstance(raw, dict) or "name" not in raw:
-        raise ConfigError(f"{source}: task.name: required key is missing")
+    if raw is None or (isinstance(raw, dict) and "name" not in raw):
+        raise ConfigError(f"{source}: task.name: required key is missing (in the file, or --set task.name=NAME)")
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: task: expected a mapping with the task's name and options, got "
+                          f"{type(raw).__name__} {raw!r}")
+    if not isinstance(raw["name"], str):
+        raise ConfigError(f"{source}: task.name: expected str, got {type(raw['name']).__name__} {raw['name']!r}")
     return task_config_class(raw["name"], source=source)
 
 
@@ -191,13 +198,11 @@ class JobConfig:
 def load_job_config(path: str | Path, overrides: list[str] = ()) -> JobConfig:
     """Load and validate a job config; raises ``ConfigError`` naming file and key."""
     raw = read_yaml_mapping(path)
-    for item in overrides:  # the task's name decides which keys its section has
-        if item.startswith("task.name="):
-            raw.setdefault("task", {})["name"] = item.partition("=")[2]
+    first = [item for item in overrides if item.startswith(("task=", "task.name="))]
+    for item in first + [item for item in overrides if item not in first]:  # the task's name decides its keys
+        apply_override(raw, item, JobConfig, source=str(path))
     if "task" not in raw:
         raise ConfigError(f"{path}: task.name: required key is missing")
-    for item in overrides:
-        apply_override(raw, item, JobConfig, source=str(path))
     return build(JobConfig, raw, source=str(path))
 
 

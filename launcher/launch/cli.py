@@ -57,14 +57,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     group.add_argument("--resume", action="store_true",
                        help="continue from the newest complete checkpoint in run_dir")
     group.add_argument("--fresh", action="store_true",
-                       help="delete run_dir's checkpoints and results first")
+                       help="delete run_dir's checkpoints, results and plots first")
     parser.add_argument("--dry-run", action="store_true", help="print the command (and files) only")
     parser.add_argument("--submit", action="store_true", help="slurm: submit the script with sbatch")
     return parser.parse_args(argv)
 
 
 def build_plan(cluster: ClusterConfig, worker: WorkerArgs, run_dir: RunDir, python: str) -> LaunchPlan:
-    nproc = default_nproc(cluster)
+    nproc = default_nproc(cluster, os.environ)
     if cluster.launcher in ("local", "torchrun"):
         return torchrun_plan(cluster, worker, nproc, rendezvous_id(cluster, str(run_dir.root)), python, os.environ)
     if cluster.launcher == "deepspeed":
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         existing = run_dir.existing_checkpoint_error()
         if existing and not (args.resume or args.fresh):
             raise existing
-        if job.train.init_from:
+        if job.train.init_from and not (args.resume and run_dir.complete_tags()):
             source_checkpoint(job.train.init_from)  # a missing or empty source fails here, not in the workers
         worker = WorkerArgs(args.config, tuple(args.set), args.resume)
         plan = build_plan(cluster, worker, run_dir, sys.executable)

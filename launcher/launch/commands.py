@@ -6,6 +6,8 @@ prints what would run and the tests compare that text.  SLURM's script is in lau
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,12 +121,25 @@ def _require_host(cluster: ClusterConfig) -> str:
     return cluster.rdzv_host
 
 
-def default_nproc(cluster: ClusterConfig) -> int:
+def default_nproc(cluster: ClusterConfig, environ: Mapping[str, str]) -> int:
     """One process per GPU on GPU hosts, one on CPU-only hosts, unless the cluster says."""
     if cluster.nproc_per_node is not None:
         return cluster.nproc_per_node
     if cluster.launcher == "slurm":  # the nodes are not this (login) host: go by the request
         return cluster.slurm.gpus_per_node or 1
-    import torch
+    return visible_gpus(environ) or 1
 
-    return torch.cuda.device_count() or 1
+
+def visible_gpus(environ: Mapping[str, str]) -> int:
+    """GPUs a worker on this host would see, without importing torch (the launch side never
+    does): CUDA_VISIBLE_DEVICES when set, else the driver's list (``nvidia-smi -L``), else none."""
+    if "CUDA_VISIBLE_DEVICES" in environ:
+        devices = [d for d in environ["CUDA_VISIBLE_DEVICES"].split(",") if d.strip()]
+        return 0 if devices[:1] == ["-1"] else len(devices)
+    if shutil.which("nvidia-smi", path=environ.get("PATH")) is None:
+        return 0
+    try:
+        listing = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30, env=dict(environ))
+    except (OSError, subprocess.TimeoutExpired):
+        return 0
+    return sum(line.startswith("GPU ") for line in listing.stdout.splitlines()) if listing.returncode == 0 else 0

@@ -29,6 +29,10 @@ if TYPE_CHECKING:  # importing deepspeed probes the accelerators: only once a pr
 
 log = logging.getLogger(__name__)
 
+FORMAT = 2
+"""Checkpoint layout version, in complete.json: 2 keeps a TrainState per rank and the model keys of
+facetrain/backbones.py (1: the layout before 2026-12-02, no version field)."""
+
 
 def rng_states() -> dict[str, Any]:
     states = {
@@ -79,7 +83,8 @@ class Checkpointer:
             shutil.rmtree(final, ignore_errors=True)
             staging.rename(final)
             run_dir.checkpoint_config(tag).write_text(self.resolved_config)
-            marker = {"step": step, "world_size": self.dist.world_size, "saved_at": time.time(), "for_stop": for_stop}
+            marker = {"format": FORMAT, "step": step, "world_size": self.dist.world_size, "saved_at": time.time(),
+                      "for_stop": for_stop}
             write_text_atomic(run_dir.marker(tag), json.dumps(marker))
             write_text_atomic(run_dir.latest, tag)
             self._prune(keep)
@@ -90,7 +95,12 @@ class Checkpointer:
     def load(self, engine: DeepSpeedEngine, tag: str) -> dict[str, Any]:
         """Restore engine state from ``tag``; returns this rank's saved state (RNG restored)."""
         path = self.run_dir.checkpoint(tag)
-        saved_world = self.run_dir.read_marker(tag)["world_size"]
+        marker = self.run_dir.read_marker(tag)
+        if marker.get("format", 1) != FORMAT:
+            raise JobError(f"{path}: a checkpoint of layout {marker.get('format', 1)} (an earlier version of this "
+                           f"framework); this version reads layout {FORMAT}: resume it with the version that wrote "
+                           "it, or start a new run_dir")
+        saved_world = marker["world_size"]
         if saved_world != self.dist.world_size:
             raise JobError(
                 f"{path}: checkpoint was written by {saved_world} processes, this run has "

@@ -111,6 +111,10 @@ class StatsWindow:
         self.seconds = 0.0
 
     def add(self, loss: torch.Tensor, stats: dict[str, torch.Tensor], seconds: float) -> None:
+        if self.sums and self.sums.keys() != {"loss", *stats}:  # the reduce needs the same keys everywhere
+            before = sorted(set(self.sums) - {"loss"})
+            raise ValueError(f"task.step returned statistics {sorted(stats)} after {before}: a task must return "
+                             "the same statistics at every step")
         for key, value in {"loss": loss, **stats}.items():
             value = value.detach().float().reshape(())
             self.sums[key] = self.sums[key] + value if key in self.sums else value
@@ -130,10 +134,16 @@ class StatsWindow:
 
 
 def reduce_counters(counters: dict[str, float], dist: DistInfo) -> dict[str, float]:
-    """Counters summed over ranks (every rank passes the same keys)."""
+    """Counters summed over ranks, ``peak_*`` values their maximum (every rank passes the same keys)."""
     keys = sorted(counters)
-    totals = all_reduce_sum(torch.tensor([counters[k] for k in keys], dtype=torch.float64), dist).tolist()
-    return dict(zip(keys, totals, strict=True))
+    values = torch.tensor([counters[k] for k in keys], dtype=torch.float64)
+    peaks = torch.tensor([k.startswith("peak_") for k in keys])
+    # one all-reduce: a sum, and the maximum as the sum of one-hot rank slots
+    slots = torch.zeros(dist.world_size, len(keys), dtype=torch.float64)
+    slots[dist.rank] = values
+    gathered = all_reduce_sum(torch.cat([values[None], slots]), dist)
+    totals = torch.where(peaks, gathered[1:].max(0).values, gathered[0])
+    return dict(zip(keys, totals.tolist(), strict=True))
 
 
 def reduce_coverage(coverage: dict[str, torch.Tensor], dist: DistInfo) -> dict[str, float]:
@@ -159,8 +169,8 @@ class Loop:
 
     def run(self) -> bool:
         ctx, state, train = self.ctx, self.state, self.ctx.train
-        if train.eval_at_start and state.step == 0 and not state.evaluations and self.evaluate():
-            self.save()  # the untrained model is the best so far: keep_best needs its checkpoint
+        if train.eval_at_start and state.step == 0 and not state.evaluations:
+            self.evaluate()
         ctx.engine.train()
         bar = tqdm(total=train.steps, initial=state.step, disable=not ctx.dist.is_main, unit="step")
         in_a_row = 0
@@ -187,13 +197,13 @@ class Loop:
             bar.update(1)
             if state.step % train.log_every == 0:
                 self.log(bar)
-            evaluated_best = False
             if state.step == train.steps or (train.eval_every and state.step % train.eval_every == 0):
-                evaluated_best = self.evaluate()  # before the step's checkpoint, which then holds it
+                self.evaluate()  # before the step's checkpoint, which then holds it
+            stopping = stop_now and state.step < train.steps and not state.stopped_early  # else it is done anyway
             every = ctx.checkpoint.every_steps
-            if stop_now or evaluated_best or state.stopped_early or (every and state.step % every == 0):
-                self.save(for_stop=stop_now)
-            if stop_now:
+            if stopping or (every and state.step % every == 0 and self.last_checkpoint_step != state.step):
+                self.save(for_stop=stopping)  # a stop re-marks a checkpoint this step already has
+            if stopping:
                 bar.close()
                 log.warning("stop signal: checkpoint saved at step %d, exiting", state.step)
                 return False
@@ -237,8 +247,9 @@ class Loop:
                 log.info("reader epoch %d: %s", self.epoch - 1,
                          ", ".join(f"{100 * v:.1f}% of {k} seen" for k, v in shares.items()))
 
-    def evaluate(self) -> bool:
-        """Evaluate now; True if this evaluation is a new best (its checkpoint must be kept)."""
+    def evaluate(self) -> None:
+        """Evaluate now; a new best checkpoint or an early stop is saved at once, before
+        results.json names it."""
         ctx, state = self.ctx, self.state
         ctx.engine.eval()
         # Rank 0's figures on every rank: every decision drawn from them (best checkpoint, early
@@ -249,12 +260,14 @@ class Loop:
         ctx.metrics.evaluated(state.step, metrics)
         reader = reduce_counters(ctx.stream.stats(), ctx.dist)
         new_best = self.best.update(state.step, metrics)
-        if self.early_stop.update(state.step, metrics) and ctx.dist.is_main:
+        stop_early = self.early_stop.update(state.step, metrics)
+        if stop_early and ctx.dist.is_main:
             log.warning("early stop at step %d: %s", state.step, state.stopped_early["reason"])
+        if (new_best or stop_early) and self.last_checkpoint_step != state.step:
+            self.save()
         if ctx.dist.is_main:
             self.write_results(reader)
             tqdm.write(f"\nevaluation at step {state.step}\n{format_table(state.evaluations[-1:])}\n")
-        return new_best
 
     def save(self, for_stop: bool = False) -> None:
         ctx, state = self.ctx, self.state

@@ -4,10 +4,15 @@ so a resumed run goes on with the same best checkpoint and the same patience lef
 
 from __future__ import annotations
 
+import logging
+from dataclasses import asdict
+
 from launcher.config.schema import EarlyStopConfig, KeepBestConfig
 from launcher.errors import JobError
 from launcher.run_dir import RunDir
 from launcher.runtime.train_state import TrainState
+
+log = logging.getLogger(__name__)
 
 
 def metric_value(metrics: dict[str, float], name: str, key: str) -> float:
@@ -26,6 +31,12 @@ def better(value: float, reference: float | None, mode: str, min_delta: float = 
 class BestTracker:
     def __init__(self, config: KeepBestConfig | None, state: TrainState):
         self.config, self.state = config, state
+        best = state.best
+        if best and (config is None or (best["metric"], best["mode"]) != (config.metric, config.mode)):
+            log.warning("checkpoint.keep_best changed since %s was the best (%s, %s): tracking starts again, and "
+                        "that checkpoint is no longer spared", state.best["checkpoint"], state.best["metric"],
+                        state.best["mode"])
+            state.best = None
 
     @property
     def tag(self) -> str | None:
@@ -48,6 +59,13 @@ class BestTracker:
 class EarlyStopper:
     def __init__(self, config: EarlyStopConfig | None, state: TrainState):
         self.config, self.state = config, state
+        memory = state.early_stop
+        if memory and (config is None or (memory["metric"], memory["mode"]) != (config.metric, config.mode)):
+            state.early_stop = None  # another metric: its patience starts afresh
+        if state.stopped_early and (config is None or state.stopped_early["config"] != asdict(config)):
+            log.warning("the early stop at step %d no longer applies (train.early_stop changed): training goes on",
+                        state.stopped_early["step"])
+            state.stopped_early = None
 
     def update(self, step: int, metrics: dict[str, float]) -> bool:
         """True if training should stop now (recorded in ``state.stopped_early``).  The loop hands
@@ -56,17 +74,18 @@ class EarlyStopper:
         if c is None:
             return False
         value = metric_value(metrics, c.metric, "train.early_stop.metric")
-        if better(value, state.early_stop_best, c.mode, c.min_delta):
-            state.early_stop_best, state.early_stop_waited = value, 0
+        memory = state.early_stop
+        if memory is None or better(value, memory["best_value"], c.mode, c.min_delta):
+            memory = state.early_stop = {"metric": c.metric, "mode": c.mode, "best_value": value, "best_step": step,
+                                         "waited": 0}
         else:
-            state.early_stop_waited += 1
-        if state.early_stop_waited < c.patience:
+            memory["waited"] += 1
+        if memory["waited"] < c.patience:
             return False
-        best_step = next(e["step"] for e in reversed(state.evaluations)
-                         if metric_value(e["metrics"], c.metric, "train.early_stop.metric") == state.early_stop_best)
         state.stopped_early = {
-            "step": step, "metric": c.metric, "best_value": state.early_stop_best, "best_step": best_step,
-            "reason": f"{c.metric} has not improved by more than {c.min_delta} on {state.early_stop_best:.6g} "
-                      f"(step {best_step}) for {c.patience} evaluation(s)",
+            "step": step, "metric": c.metric, "best_value": memory["best_value"], "best_step": memory["best_step"],
+            "reason": f"{c.metric} has not improved by more than {c.min_delta} on {memory['best_value']:.6g} "
+                      f"(step {memory['best_step']}) for {c.patience} evaluation(s)",
+            "config": asdict(c),
         }
         return True

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -48,13 +48,11 @@ class BatchStream(Protocol):
 class Task(Protocol):
     """What the engine needs from a task."""
 
-    Config: ClassVar[type[TaskConfig]]
-    """The dataclass of the job's ``task:`` section."""
-
     micro_batch_size: int
     """Samples per rank per forward pass (DeepSpeed's train_micro_batch_size_per_gpu)."""
 
-    def __init__(self, config: TaskConfig, dist: DistInfo) -> None: ...
+    def __init__(self, config: TaskConfig, dist: DistInfo) -> None:
+        """``config``: the job's ``task:`` section, as the config class ``launcher.tasks`` names."""
 
     def build_model(self) -> nn.Module:
         """A fresh model; the engine seeds the RNG first so every rank builds the same one."""
@@ -64,7 +62,8 @@ class Task(Protocol):
 
     def step(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Forward one micro-batch: the scalar loss to back-propagate and statistics as scalar
-        tensors on the device (the loop reduces them and reads them only when it logs)."""
+        tensors on the device (the loop reduces them and reads them only when it logs); the same
+        statistics at every step on every rank."""
 
     def evaluate(self, model: nn.Module, step: int, out_dir: Path) -> dict[str, float]:
         """Called on every rank together with the model in eval mode; returns the same metrics on

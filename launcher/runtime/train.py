@@ -68,7 +68,7 @@ def run(job: JobConfig, dist: DistInfo, resume: bool) -> bool:
     seed_everything(job.train.seed)  # the same initial model on every rank
     model = task.build_model()
     if job.train.init_from and not (resume and run_dir.complete_tags()):
-        source = load_initial_weights(model, job.train.init_from, job.train.init_new_keys)
+        source = load_initial_weights(model, job.train.init_from, job.train.init_new_keys, job.train.init_skip_keys)
         if dist.is_main:
             log.info("model weights from %s (train.init_from); fresh optimizer, schedule and step", source)
     engine = build_engine(model, job.deepspeed, job.optimizer, job.schedule, job.train.steps,

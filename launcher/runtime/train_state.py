@@ -16,9 +16,8 @@ class TrainState:
     """Every evaluation since step 0: {"step", "metrics"}."""
     best: dict[str, Any] | None = None
     """checkpoint.keep_best: {"metric", "mode", "value", "step", "checkpoint"}."""
-    early_stop_waited: int = 0
-    """Evaluations since the early-stop metric last improved."""
-    early_stop_best: float | None = None
+    early_stop: dict[str, Any] | None = None
+    """train.early_stop's memory: {"metric", "mode", "best_value", "best_step", "waited"}."""
     stopped_early: dict[str, Any] | None = None
     """Why training ended before train.steps, if it did."""
     reader: dict[str, Any] | None = None

@@ -20,8 +20,6 @@ class NanInjectingConfig(FaceTripletConfig):
 
 
 class NanInjectingTask(FaceTripletTask):
-    Config = NanInjectingConfig
-
     def __init__(self, config: NanInjectingConfig, dist):
         super().__init__(config, dist)
         self.calls = 0

@@ -232,3 +232,15 @@ def test_no_deepspeed_env_file_when_nothing_is_forwarded(job, capsys, monkeypatc
     cluster = write_cluster(tmp_path / "cluster.yaml", launcher="deepspeed", hostfile=str(hostfile), forward_env=[])
     out = dry_run(capsys, job, "--cluster", cluster)
     assert "DS_ENV_FILE" not in out and ".deepspeed_env" not in out
+
+
+def test_processes_per_node_follow_the_gpus_a_worker_would_see(tmp_path):
+    from launcher.launch.commands import visible_gpus
+
+    assert visible_gpus({"CUDA_VISIBLE_DEVICES": "0,3"}) == 2
+    assert visible_gpus({"CUDA_VISIBLE_DEVICES": ""}) == 0 and visible_gpus({"CUDA_VISIBLE_DEVICES": "-1"}) == 0
+    assert visible_gpus({"PATH": str(tmp_path)}) == 0  # no driver
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text("#!/bin/sh\necho 'GPU 0: NVIDIA H100 (UUID: GPU-1)'\necho 'GPU 1: NVIDIA H100 (UUID: GPU-2)'\n")
+    smi.chmod(0o755)
+    assert visible_gpus({"PATH": str(tmp_path)}) == 2

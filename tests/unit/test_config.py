@@ -173,3 +173,26 @@ def test_engine_features_are_typed_sections(tmp_path):
         load_job_config(path, ["train.early_stop={metric: m, patience: 0}"])
     with pytest.raises(ConfigError, match=r"checkpoint\.keep_best\.mode: 'best' is not one of 'max', 'min'"):
         load_job_config(path, ["checkpoint.keep_best={metric: m, mode: best}"])
+
+
+@pytest.mark.parametrize(("section", "overrides", "message"), [
+    ("task: null\n", [], r"task\.name: required key is missing"),
+    ("task: face_triplet\n", [], r"task: expected a mapping .* got str 'face_triplet'"),
+    ("task: {name: [a]}\n", [], r"task\.name: expected str, got list \['a'\]"),
+    ("", ["task.stream.shards=/s"], r"task\.name: required key is missing"),
+])
+def test_a_task_section_that_is_not_a_named_mapping_is_a_clear_error(tmp_path, section, overrides, message):
+    path = write(tmp_path, f"run_dir: {tmp_path}\ntrain: {{steps: 5}}\n" + section)
+    with pytest.raises(ConfigError, match=message):
+        load_job_config(path, overrides)
+
+
+@pytest.mark.parametrize("overrides", [
+    ["task.stream.shards=/s", "task.name=face_triplet"],  # the name first, whatever the order given
+    ["task.name='face_triplet'", "task.stream.shards=/s"],  # a value is YAML, quoted or not
+    ["task={name: face_triplet, stream: {shards: /s}}"],
+])
+def test_the_task_can_be_named_and_filled_from_the_command_line(tmp_path, overrides):
+    path = write(tmp_path, f"run_dir: {tmp_path}\ntrain: {{steps: 5}}\ntask: null\n")
+    job = load_job_config(path, overrides)
+    assert type(job.task).__name__ == "FaceTripletConfig" and job.task.stream.shards == "/s"

@@ -37,11 +37,11 @@ def test_no_import_against_the_dependency_direction(repo, package):
 
 
 def test_task_table_entries_resolve_to_task_classes():
+    from launcher.config.schema import TaskConfig
     from launcher.tasks import TASKS, task_class, task_config_class
 
     for name in TASKS:
-        cls = task_class(name)
-        assert cls.Config is task_config_class(name) and callable(cls.step)
+        assert issubclass(task_config_class(name), TaskConfig) and callable(task_class(name).step)
 
 
 # What each launcher room may import from the others (monitoring and runtime name the runtime's
@@ -66,16 +66,17 @@ def test_launcher_rooms_import_only_what_they_may(repo, room):
     assert not offenders, offenders
 
 
-def test_the_launch_side_validates_a_job_without_torch_or_deepspeed(repo):
-    """Importing the launch CLI and checking a job config (every task's config class included)
+def test_the_launch_side_plans_a_job_without_torch_or_deepspeed(repo, tmp_path):
+    """`launch --dry-run` (the config checked, every task's config class, the command planned)
     loads neither torch (whose import brings torch.distributed) nor DeepSpeed."""
+    config = repo / "configs" / "face" / "casia_paper.yaml"
     script = (
-        "import sys\n"
-        "import launcher.launch.cli, launcher.launch.supervise, launcher.run_dir\n"
-        "from launcher.config.schema import load_job_config\n"
+        "import contextlib, io, sys\n"
+        "from launcher.launch import cli\n"
         "from launcher.tasks import TASKS, task_config_class\n"
-        f"load_job_config({str(repo / 'configs' / 'face' / 'casia_paper.yaml')!r})\n"
         "[task_config_class(name) for name in TASKS]\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        f"    assert cli.main([{str(config)!r}, '--dry-run', '--set', 'run_dir={tmp_path / 'run'}']) == 0\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'deepspeed')))\n"
     )
     proc = subprocess.run([sys.executable, "-c", script], cwd=repo, capture_output=True, text=True, timeout=60)

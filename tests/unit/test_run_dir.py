@@ -43,13 +43,15 @@ def test_a_run_dir_without_complete_checkpoints_needs_nothing(tmp_path):
     assert run_dir.existing_checkpoint_error() is None
 
 
-def test_fresh_clears_checkpoints_and_results_only(tmp_path):
+def test_fresh_clears_checkpoints_results_and_plots(tmp_path):
     run_dir = RunDir(tmp_path / "run")
     make(run_dir, 10)
     run_dir.results.write_text("{}")
+    (run_dir.plots / "roc.png").write_bytes(b"png")
     run_dir.config.write_text("run_dir: x\n")
     run_dir.clear()
-    assert not run_dir.checkpoints.exists() and not run_dir.results.exists() and run_dir.config.exists()
+    assert not run_dir.checkpoints.exists() and not run_dir.results.exists()
+    assert not (run_dir.plots / "roc.png").exists() and run_dir.config.exists()  # rewritten at the start
 
 
 def test_init_from_names_a_run_or_one_of_its_checkpoints(tmp_path):
@@ -73,4 +75,12 @@ def test_every_path_lies_inside_the_run_directory_or_beside_it(tmp_path):
     assert all(run_dir.root in path.parents for path in inside)
     assert run_dir.rank_state("step00000001", 3).name == "rank00003.pt"
     assert run_dir.prometheus_targets("faces") == (tmp_path / "runs" / "prometheus_targets" / "faces.json").resolve()
-    assert RunDir.step_of(RunDir.tag_for(1234)) == 1234
+    assert RunDir.tag_for(1234) == "step00001234"
+
+
+def test_a_checkpoint_of_an_earlier_layout_is_refused_by_name(tmp_path):
+    run_dir = RunDir(tmp_path)
+    tag = make(run_dir, 10)  # a marker without "format": the layout before TrainState
+    checkpointer = Checkpointer(run_dir, CheckpointConfig(), DistInfo(0, 1, 0, torch.device("cpu")), "")
+    with pytest.raises(JobError, match=r"a checkpoint of layout 1 .* this version reads layout 2"):
+        checkpointer.load(engine=None, tag=tag)

@@ -65,3 +65,22 @@ def test_a_metric_the_task_does_not_report_names_the_ones_it_does():
 def test_a_train_state_from_a_newer_version_is_refused():
     with pytest.raises(ValueError, match=r"unknown entries \['future'\]"):
         TrainState().load_state_dict({"step": 3, "future": 1})
+
+
+def test_a_changed_metric_or_mode_starts_the_memory_afresh():
+    state = TrainState()
+    feed(state, BestTracker(KeepBestConfig("auc", "max"), state), [0.9])
+    BestTracker(KeepBestConfig("auc", "max"), state)  # the same config on resume: kept
+    assert state.best["value"] == 0.9
+    tracker = BestTracker(KeepBestConfig("acc", "max"), state)  # another metric: 0.9 was an AUC
+    assert state.best is None and tracker.tag is None  # and step 0's checkpoint is no longer spared
+
+    stopper = EarlyStopper(EarlyStopConfig("auc", "max", patience=1), state)
+    assert feed(state, stopper, [0.5, 0.4]) == [False, True]
+    EarlyStopper(EarlyStopConfig("auc", "max", patience=1), state)
+    assert state.stopped_early is not None  # resumed with the same rule: stays stopped
+    EarlyStopper(EarlyStopConfig("auc", "max", patience=3), state)
+    assert state.stopped_early is None  # a more patient rule: training goes on
+    assert state.early_stop["waited"] == 1  # with the patience already spent
+    EarlyStopper(EarlyStopConfig("loss", "min", patience=3), state)
+    assert state.early_stop is None
