@@ -46,3 +46,8 @@ class FaceTripletConfig(TaskConfig):
             raise ValueError("stream.shards must name a shard folder")
         if self.stream.mode != "pk":
             raise ValueError("triplet mining needs stream.mode: pk")
+        if self.margin <= 0 or self.class_scale <= 0 or self.class_margin < 0 or self.head_weight < 0:
+            raise ValueError("margin and class_scale must be > 0, class_margin and head_weight >= 0")
+        if self.eval_folds < 2 or self.eval_pairs_per_fold < 2 or self.eval_batch_size < 1:
+            raise ValueError(f"eval_folds and eval_pairs_per_fold must be at least 2 and eval_batch_size at least 1, "
+                             f"got {self.eval_folds}, {self.eval_pairs_per_fold}, {self.eval_batch_size}")

@@ -33,3 +33,10 @@ class FaceModelConfig:
     frozen layers keep their batch-norm statistics."""
     dropout: float = 0.0
     """Dropout before the embedding layer."""
+
+    def __post_init__(self) -> None:
+        if min(self.attention_maps, self.embedding_dim, self.image_size) < 1:
+            raise ValueError(f"attention_maps, embedding_dim and image_size must be at least 1, got "
+                             f"{self.attention_maps}, {self.embedding_dim}, {self.image_size}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")

@@ -23,6 +23,15 @@ class AugmentConfig:
     """Brightness, contrast and saturation factors drawn from [1 - j, 1 + j]; 0 disables."""
     normalize: Literal["facenet", "imagenet", "none"] = "facenet"
 
+    def __post_init__(self) -> None:
+        if self.size < 1:
+            raise ValueError(f"size must be a positive number of pixels, got {self.size}")
+        low, high = self.crop_scale
+        if not 0 < low <= high <= 1:
+            raise ValueError(f"crop_scale must satisfy 0 < low <= high <= 1, got {self.crop_scale}")
+        if not 0 <= self.color_jitter < 1:
+            raise ValueError(f"color_jitter must be in [0, 1), got {self.color_jitter}")
+
 
 @dataclass(frozen=True)
 class StreamConfig:
@@ -51,7 +60,26 @@ class StreamConfig:
     steps_per_epoch: int = 0
     """Batches per rank per epoch; 0: split samples // (batch × world size)."""
     seed: int = 0
+    max_missing_fraction: float = 0.01
+    """Share of the split's samples that may be missing (absent or truncated shards, undecodable
+    images) before the run stops with an error naming them; each one is counted in results.json."""
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def __post_init__(self) -> None:
+        positive = {"identities_per_batch (P)": self.identities_per_batch, "images_per_identity (K)":
+                    self.images_per_identity, "batch_size": self.batch_size, "buffer_samples": self.buffer_samples,
+                    "open_shards": self.open_shards}
+        for name, value in positive.items():
+            if value < 1:
+                raise ValueError(f"{name} must be at least 1, got {value}")
+        if self.num_workers < 0 or self.steps_per_epoch < 0:
+            raise ValueError(f"num_workers and steps_per_epoch must be >= 0, got {self.num_workers} and "
+                             f"{self.steps_per_epoch}")
+        if self.buffer_samples < self.batch_samples:
+            raise ValueError(f"buffer_samples ({self.buffer_samples}) must hold at least one batch "
+                             f"({self.batch_samples} samples)")
+        if not 0 <= self.max_missing_fraction <= 1:
+            raise ValueError(f"max_missing_fraction must be in [0, 1], got {self.max_missing_fraction}")
 
     @property
     def batch_samples(self) -> int:

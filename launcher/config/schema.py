@@ -85,6 +85,12 @@ class OptimizerConfig:
     """SGD momentum."""
     eps: float = 1e-8
 
+    def __post_init__(self) -> None:
+        if self.lr <= 0 or self.eps <= 0 or self.weight_decay < 0 or not 0 <= self.momentum < 1:
+            raise ValueError("lr and eps must be > 0, weight_decay >= 0, momentum in [0, 1)")
+        if not all(0 <= beta < 1 for beta in self.betas):
+            raise ValueError(f"betas must lie in [0, 1), got {self.betas}")
+
 
 @dataclass(frozen=True)
 class ScheduleConfig:
@@ -98,6 +104,12 @@ class ScheduleConfig:
     milestones: tuple[int, ...] = ()
     """Steps at which ``decay: step`` multiplies the rate by ``gamma``."""
     gamma: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.warmup_steps < 0 or not 0 <= self.min_lr_ratio <= 1 or self.gamma <= 0:
+            raise ValueError("warmup_steps must be >= 0, min_lr_ratio in [0, 1], gamma > 0")
+        if list(self.milestones) != sorted(set(self.milestones)) or any(m < 0 for m in self.milestones):
+            raise ValueError(f"milestones must be increasing steps >= 0, got {list(self.milestones)}")
 
 
 @dataclass(frozen=True)

@@ -133,7 +133,7 @@ def test_resume_with_other_workers_is_refused(face_shards):
 
 def test_too_few_identities_is_a_clear_error(face_shards):
     with pytest.raises(ValueError, match=r"only 2 identities have >= 13 images; a batch needs 4"):
-        StreamLoader(config(face_shards, images_per_identity=13, small_identities="skip"), 0, 1)
+        StreamLoader(config(face_shards, images_per_identity=13, small_identities="skip", buffer_samples=64), 0, 1)
 
 
 @pytest.mark.parametrize("workers", [0, 2])
