@@ -8,7 +8,9 @@ pixels' channels: the image is decoded as BGR, and a BGR row read backwards byte
 the mirrored RGB row.  Batches are NHWC in memory: an HWC window is 144 contiguous rows, an
 NCHW one a strided gather (2.5 against 18 us per 144x144 image).  Everything else (PNG,
 resampling crops, colour jitter, images smaller than the window, JPEGs turbojpeg refuses,
-evaluation) goes through PIL and torchvision.transforms.v2.
+evaluation) goes through PIL and torchvision.transforms.v2.  16-bit greyscale PNGs (MRI,
+REFERENCE.md §6a) are mapped to uint8 once, at decoding, by the configured intensity mapping;
+everything after that is the 8-bit path.
 
 Measured on the 2-core CPU machine, per 160x160 image: simplejpeg into a kept buffer 0.100 ms,
 torchcodec's decode_jpeg 0.125 ms (same pixels), PIL 0.156 ms; float normalisation 0.4 ms, and
@@ -27,6 +29,7 @@ import torch
 from PIL import Image
 from torchvision.transforms.v2 import functional as F
 
+from shards.imaging import HIGH_DEPTH_MODES
 from shards.items import IMAGE_FIELDS
 from shards.stream_config import AugmentConfig
 
@@ -37,9 +40,14 @@ NORMALIZATION = {
 }
 
 
-def decode_image(fields: dict, size_hint: int | None = None) -> Image.Image:
+DEFAULT_AUGMENT = AugmentConfig()
+
+
+def decode_image(fields: dict, size_hint: int | None = None, config: AugmentConfig = DEFAULT_AUGMENT) -> Image.Image:
     """The RGB image of a sample's jpg or png bytes; ValueError if undecodable.  With a size
-    hint, JPEG draft mode decodes at a power-of-two reduction no smaller than the hint."""
+    hint, JPEG draft mode decodes at a power-of-two reduction no smaller than the hint.  A
+    16-bit image goes through ``config``'s intensity mapping (``to_uint8``), its grey
+    replicated to three channels."""
     name = next((f for f in IMAGE_FIELDS if f in fields), None)
     if name is None:
         raise ValueError("no jpg or png field")
@@ -48,9 +56,26 @@ def decode_image(fields: dict, size_hint: int | None = None) -> Image.Image:
         if size_hint and image.format == "JPEG":
             image.draft("RGB", (size_hint, size_hint))
         image.load()
+        if image.mode in HIGH_DEPTH_MODES:  # convert("RGB") would clip every value over 255
+            image = Image.fromarray(to_uint8(np.asarray(image), config))
         return image if image.mode == "RGB" else image.convert("RGB")
     except (OSError, SyntaxError, ValueError) as exc:
         raise ValueError(f"cannot decode {name}: {exc}") from None
+
+
+def to_uint8(pixels: np.ndarray, config: AugmentConfig) -> np.ndarray:
+    """High-depth intensities -> uint8: round(255 * (x - low) / (high - low)) clipped to 0..255,
+    [low, high] from the configured mapping (an image with high == low maps to 0, or 255 above)."""
+    values = pixels.astype(np.float64)
+    if config.intensity == "minmax":
+        low, high = values.min(), values.max()
+    elif config.intensity == "window":
+        low, high = config.intensity_window
+    else:
+        low, high = np.percentile(values, config.intensity_percentiles)
+    if high <= low:
+        return np.where(values > low, 255, 0).astype(np.uint8)
+    return np.clip(np.rint(255 * (values - low) / (high - low)), 0, 255).astype(np.uint8)
 
 
 class Augmenter:
@@ -92,7 +117,7 @@ class Augmenter:
 
     def _pil_pixels(self, fields: dict, rng: np.random.Generator) -> np.ndarray:
         """(H, W, 3) RGB, at least ``size`` on its short side, colour-jittered when configured."""
-        image = decode_image(fields, self.config.size)
+        image = decode_image(fields, self.config.size, self.config)
         if min(image.size) < self.config.size:
             image = F.resize(image, self.config.size)
         return np.array(self._jittered(image, rng))
@@ -100,7 +125,7 @@ class Augmenter:
     def _resampled(self, fields: dict, rng: np.random.Generator, out: np.ndarray) -> None:
         """random_resized (a random area in crop_scale, resampled) or center (no randomness)."""
         size, config = self.config.size, self.config
-        image = decode_image(fields, size)
+        image = decode_image(fields, size, config)
         if self.crop == "random_resized":
             width, height = image.size
             area = rng.uniform(*config.crop_scale) * width * height

@@ -20,8 +20,9 @@ from tqdm import tqdm
 
 from shards.files import write_json_atomic
 from shards.formats import FORMATS
-from shards.formats.lfw import drop_pairs_without_samples
-from shards.items import ScanResult, Skip, SourceItem
+from shards.formats.lfw import key_pairs
+from shards.imaging import tally_pixels
+from shards.items import ScanResult, Skip, SourceItem, unique_keys
 from shards.manifest import FORMAT_VERSION, MANIFEST
 from shards.options import BuildOptions, parse_split
 from shards.plan import ShardPlan, assign_splits, plan_shards, single_image_groups
@@ -44,8 +45,7 @@ def scan(options: BuildOptions) -> ScanResult:
         result = fmt.scan(options.src, options)
     except (OSError, ValueError, KeyError) as exc:
         raise BuildError(f"{options.src}: cannot read as {options.format}: {exc}") from None
-    result.items, collisions = _unique_keys(result.items)
-    result.skipped += collisions
+    result.items = unique_keys(result.items, options.src)
     if options.limit is not None:
         result.items = result.items[: options.limit]
     if not result.items:
@@ -53,19 +53,6 @@ def scan(options: BuildOptions) -> ScanResult:
         raise BuildError(f"{options.src}: no usable {options.format} samples found"
                          + (f" (skipped: {reasons})" if reasons else ""))
     return result
-
-
-def _unique_keys(items: list[SourceItem]) -> tuple[list[SourceItem], list[Skip]]:
-    """Sorted by key; a second file whose key collides with the first is skipped, not merged."""
-    seen: dict[str, SourceItem] = {}
-    collisions = []
-    for item in sorted(items, key=lambda i: (i.key, i.path)):
-        if item.key in seen:
-            reason = f"sample key {item.key!r} already used by {seen[item.key].path}"
-            collisions.append(Skip(item.path, reason))
-        else:
-            seen[item.key] = item
-    return list(seen.values()), collisions
 
 
 def label_table(items: list[SourceItem], order: tuple[str, ...] | None) -> dict[str, int]:
@@ -134,14 +121,14 @@ def build(options: BuildOptions, command: str) -> dict[str, Any]:
             bar.update(planned[result["name"]])
 
     failed = {s["path"] for r in results for s in r["skipped"]}
-    written_keys = {i.key for i in scanned.items if i.path not in failed}
-    scanned.skipped += drop_pairs_without_samples(scanned.extra, written_keys, str(options.src / "pairs.txt"))
+    written = {i.meta["source"]: i.key for i in scanned.items if i.path not in failed}
+    scanned.skipped += key_pairs(scanned.extra, written, str(options.src / "pairs.txt"))
     flagged = list(scanned.flagged)
     if fmt.faces:
         flagged += [Skip(g, "identity has a single image: no positive pair") for g in
                     single_image_groups(scanned.items)]
     manifest = assemble_manifest(options, command, build_print, scanned, plans, results, label_ids,
-                                 flagged, reused=len(plans) - len(todo))
+                                 flagged, reused=len(plans) - len(todo), intensity=fmt.intensity)
     write_json_atomic(options.out / MANIFEST, manifest)
     return manifest
 
@@ -157,7 +144,7 @@ def _run(writer, plans: list[ShardPlan], workers: int, threads_limited: bool):
 
 
 def assemble_manifest(options, command, build_print, scanned, plans, results, label_ids, flagged,
-                      reused) -> dict[str, Any]:
+                      reused, intensity) -> dict[str, Any]:
     by_name = {r["name"]: r for r in results}
     ordered = [by_name[p.name] for p in plans]
     label_counts = Counter()
@@ -177,6 +164,7 @@ def assemble_manifest(options, command, build_print, scanned, plans, results, la
             "samples": sum(r["count"] for r in in_split),
             "groups": len(groups),
             "labels": dict(sorted(split_labels.items())),
+            "pixels": tally_pixels(kind for r in in_split for kind in r["pixels"]),
         }
     skipped = [vars(s) for s in scanned.skipped] + [s for r in ordered for s in r["skipped"]]
     manifest = {
@@ -190,7 +178,8 @@ def assemble_manifest(options, command, build_print, scanned, plans, results, la
         "labels": {name: {"id": i, "count": label_counts.get(name, 0)} for name, i in label_ids.items()},
         "splits": splits,
         "skipped": skipped,
-        "flagged": [vars(f) for f in flagged],
+        "flagged": [vars(f) for f in flagged] + [f for r in ordered for f in r["flagged"]],
+        "intensity": intensity,
         "shards_reused": reused,
     }
     if options.align != "none":

@@ -1,7 +1,7 @@
 """``shards``: build, verify and summarise WebDataset shards.
 
     shards build FORMAT SRC OUT [options]
-    shards verify OUT [--sample N]
+    shards verify OUT [--sample N] [--min-size S]
     shards stats OUT
 """
 
@@ -40,6 +40,9 @@ def positive_int(text: str) -> int:
     return value
 
 
+MIN_SIZE_HELP = "flag (keep, warn about) images with a side shorter than this many pixels"
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="shards", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -61,9 +64,11 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--limit", type=positive_int, help="only the first N samples (quick trials)")
     b.add_argument("--attributes", type=Path, help="CSV of per-identity attributes (first column: id)")
+    b.add_argument("--min-size", type=positive_int, default=2, help=MIN_SIZE_HELP)
     v = commands.add_parser("verify", help="re-hash, re-count and decode every shard")
     v.add_argument("out", type=Path)
     v.add_argument("--sample", type=positive_int, help="decode only N random samples")
+    v.add_argument("--min-size", type=positive_int, default=2, help=MIN_SIZE_HELP)
     s = commands.add_parser("stats", help="summarise a shard folder")
     s.add_argument("out", type=Path)
     return root
@@ -75,11 +80,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "build":
             return run_build(args, argv if argv is not None else sys.argv[1:])
         if args.command == "verify":
-            problems = verify(args.out, args.sample)
-            for problem in problems:
-                print(f"FAIL {problem}")
-            print(f"{args.out}: {'OK' if not problems else f'{len(problems)} problem(s)'}")
-            return 1 if problems else 0
+            report = verify(args.out, args.sample, min_size=args.min_size)
+            print("\n".join(report.lines(args.out)))
+            return 1 if report.problems else 0
         print(stats(args.out))
         return 0
     except (BuildError, ManifestError) as exc:
@@ -92,7 +95,7 @@ def run_build(args: argparse.Namespace, argv: list[str]) -> int:
         format=args.format, src=args.src, out=args.out, size=args.size, quality=args.quality,
         align=args.align, template=args.template, unaligned=args.unaligned, maxcount=args.maxcount,
         maxsize=args.maxsize, workers=args.workers, split=args.split, seed=args.seed,
-        limit=args.limit, attributes=args.attributes,
+        limit=args.limit, attributes=args.attributes, min_size=args.min_size,
     )
     started = time.monotonic()
     manifest = build(options, "shards " + " ".join(map(shlex.quote, argv)))

@@ -33,6 +33,8 @@ class BuildOptions:
     limit: int | None = None
     attributes: Path | None = None
     """CSV of per-identity attributes joined into each sample's json (e.g. FEI gender)."""
+    min_size: int = 2
+    """Images with a side shorter than this many pixels are kept and flagged."""
 
     def fingerprint_fields(self) -> dict:
         """Everything that changes what is written (not where, not how many processes)."""

@@ -1,4 +1,5 @@
-"""Turning one source image into the bytes of a sample: crop, align or resize, encode."""
+"""Turning one source image into the bytes of a sample: crop, align or resize, encode, and
+describe (bit depth, channels, intensity range, flags)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ from typing import Any
 
 from shards.align import FaceAligner
 from shards.imaging import (
+    SIXTEEN_BIT,
     SampleError,
     centre_square,
     crop_box,
     decode,
+    describe,
     encode,
     lossless_extension,
     resize_shorter,
@@ -34,19 +37,21 @@ def render_image(item: SourceItem, options: BuildOptions,
     data = read_source(item)
     image = decode(data)
     extension = lossless_extension(Path(item.path).suffix)
-    meta: dict[str, Any] = {"source_size": list(image.size)}
+    meta: dict[str, Any] = {"source_size": list(image.size), **describe(image, options.min_size)}
     changed = False
     if "face_box" in item.meta:  # VGGFace2: crop to the loose box before anything else
         image, changed = crop_box(image, item.meta["face_box"]), True
     if aligner is not None:
-        aligned = aligner.align(image)
+        if image.mode == SIXTEEN_BIT:
+            raise SampleError("16-bit image: MTCNN alignment needs 8-bit faces")
+        aligned = aligner.align(image.convert("RGB"))
         if aligned is not None:
             image, landmarks = aligned
             meta.update(aligned=True, landmarks=landmarks.round(2).tolist())
         elif options.unaligned == "skip":
             raise SampleError("no face found by MTCNN")
         else:
-            image = centre_square(image, aligner.size)
+            image = centre_square(image.convert("RGB"), aligner.size)
             meta["aligned"] = False
         changed = True
     elif options.size and min(image.size) != options.size:

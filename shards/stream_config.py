@@ -22,6 +22,14 @@ class AugmentConfig:
     color_jitter: float = 0.0
     """Brightness, contrast and saturation factors drawn from [1 - j, 1 + j]; 0 disables."""
     normalize: Literal["facenet", "imagenet", "none"] = "facenet"
+    intensity: Literal["minmax", "window", "percentile"] = "minmax"
+    """How 16-bit images become the uint8 batch (8-bit images are used as they are): minmax
+    maps each image's own min..max (the medical default, REFERENCE.md §11.5), window the fixed
+    intensity_window, percentile each image's intensity_percentiles; then clipped to 0..255."""
+    intensity_window: tuple[float, float] = (0.0, 65535.0)
+    """[low, high] raw intensities mapped to 0..255 by the window mapping."""
+    intensity_percentiles: tuple[float, float] = (0.5, 99.5)
+    """[p_low, p_high] percentiles of each image mapped to 0..255 by the percentile mapping."""
 
     def __post_init__(self) -> None:
         if self.size < 1:
@@ -31,6 +39,13 @@ class AugmentConfig:
             raise ValueError(f"crop_scale must satisfy 0 < low <= high <= 1, got {self.crop_scale}")
         if not 0 <= self.color_jitter < 1:
             raise ValueError(f"color_jitter must be in [0, 1), got {self.color_jitter}")
+        low, high = self.intensity_window
+        if not 0 <= low < high <= 65535:
+            raise ValueError(f"intensity_window must satisfy 0 <= low < high <= 65535, got {self.intensity_window}")
+        low, high = self.intensity_percentiles
+        if not 0 <= low < high <= 100:
+            raise ValueError(f"intensity_percentiles must satisfy 0 <= low < high <= 100, "
+                             f"got {self.intensity_percentiles}")
 
 
 @dataclass(frozen=True)

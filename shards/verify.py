@@ -1,18 +1,22 @@
-"""``shards verify`` (re-hash, re-count, decode) and ``shards stats`` (what a folder holds)."""
+"""``shards verify`` (re-hash, re-count, decode) and ``shards stats`` (what a folder holds).
+
+verify's problems (FAIL: damaged, missing or undecodable data) make it exit 1; images that are
+merely worth a look (a side under --min-size, constant, saturated) are warnings (WARN), listed
+and counted, exit 0.
+"""
 
 from __future__ import annotations
 
-import io
 import json
 import random
 import statistics
 import tarfile
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
-
+from shards.imaging import SampleError, decode, describe, tally_pixels
 from shards.items import IMAGE_FIELDS
 from shards.manifest import load_manifest
 from shards.writer import sha256_of
@@ -33,7 +37,7 @@ def read_samples(path: Path) -> tuple[dict[str, dict[str, bytes]], str | None]:
     return samples, None
 
 
-def check_sample(key: str, fields: dict[str, bytes], decode_image: bool) -> str | None:
+def check_sample(key: str, fields: dict[str, bytes]) -> str | None:
     image_fields = [f for f in IMAGE_FIELDS if f in fields]
     missing = [f for f in ("cls", "json") if f not in fields]
     if not image_fields or missing:
@@ -43,18 +47,30 @@ def check_sample(key: str, fields: dict[str, bytes], decode_image: bool) -> str 
         json.loads(fields["json"])
     except ValueError as exc:
         return f"sample {key}: bad cls/json ({exc})"
-    if decode_image:
-        try:
-            Image.open(io.BytesIO(fields[image_fields[0]])).load()
-        except Exception as exc:
-            return f"sample {key}: undecodable {image_fields[0]} ({exc})"
     return None
 
 
-def verify(out: Path, sample: int | None = None, seed: int = 0) -> list[str]:
-    """Problems found (empty: all good). ``sample`` decodes only that many random samples."""
+@dataclass
+class Report:
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    decoded: dict[str, list[dict[str, int]]] = field(default_factory=dict)
+    """split -> the decoded images' ``pixels``."""
+
+    def lines(self, out: Path) -> list[str]:
+        lines = [f"{split}: {describe_pixels(tally_pixels(seen))}" for split, seen in sorted(self.decoded.items())]
+        lines += [f"WARN {w}" for w in self.warnings] + [f"FAIL {p}" for p in self.problems]
+        counts = [f"{len(self.problems)} problem(s)"] if self.problems else ["OK"]
+        counts += [f"{len(self.warnings)} warning(s)"] if self.warnings else []
+        return [*lines, f"{out}: {', '.join(counts)}"]
+
+
+def verify(out: Path, sample: int | None = None, seed: int = 0, min_size: int = 2) -> Report:
+    """What is wrong (``problems``: empty when all is good) and worth a look (``warnings``) in a
+    shard folder.  ``sample`` decodes only that many random samples."""
     manifest = load_manifest(out)
-    problems: list[str] = []
+    report = Report()
+    problems = report.problems
     to_decode = None
     if sample is not None:
         slots = [(s["name"], i) for s in manifest["shards"] for i in range(s["count"])]
@@ -74,13 +90,32 @@ def verify(out: Path, sample: int | None = None, seed: int = 0) -> list[str]:
         if len(samples) != shard["count"]:
             problems.append(f"{path}: {len(samples)} samples, manifest says {shard['count']}")
         for index, (key, fields) in enumerate(samples.items()):
-            decode = to_decode is None or (shard["name"], index) in to_decode
-            if issue := check_sample(key, fields, decode):
+            if issue := check_sample(key, fields):
                 problems.append(f"{path}: {issue}")
+            elif to_decode is None or (shard["name"], index) in to_decode:
+                check_image(report, f"{path}: sample {key}", fields, shard["split"], min_size)
     listed = {s["name"] for s in manifest["shards"]}
     problems += [f"{p}: tar file not in the manifest" for p in sorted(Path(out).glob("*.tar"))
                  if p.name not in listed]
-    return problems
+    return report
+
+
+def check_image(report: Report, where: str, fields: dict[str, bytes], split: str, min_size: int) -> None:
+    """Decode the sample's image as the build does and describe it into the report."""
+    name = next(f for f in IMAGE_FIELDS if f in fields)
+    try:
+        seen = describe(decode(fields[name]), min_size)
+    except SampleError as exc:
+        report.problems.append(f"{where}: undecodable {name} ({exc})")
+        return
+    report.decoded.setdefault(split, []).append(seen["pixels"])
+    report.warnings += [f"{where}: {reason}" for reason in seen.get("flags", ())]
+
+
+def describe_pixels(kinds: list[dict[str, int]]) -> str:
+    """One line for a tally of ``tally_pixels``: '8 images 16-bit 1-channel, intensities 0..3999'."""
+    return "; ".join(f"{k['samples']} images {k['bit_depth']}-bit {k['channels']}-channel, "
+                     f"intensities {k['min']}..{k['max']}" for k in kinds) or "no images"
 
 
 def stats(out: Path) -> str:
@@ -91,6 +126,13 @@ def stats(out: Path) -> str:
     lines.append(f"{'split':<10} {'shards':>7} {'samples':>9} {'groups':>7}")
     for name, split in manifest["splits"].items():
         lines.append(f"{name:<10} {len(split['shards']):>7} {split['samples']:>9} {split['groups']:>7}")
+    tallies = {name: split["pixels"] for name, split in manifest["splits"].items()
+               if "pixels" in split}  # manifests from before bit depths were recorded have none
+    lines += [f"pixels {name}: {describe_pixels(kinds)}" for name, kinds in tallies.items()]
+    if any(k["bit_depth"] == 16 for kinds in tallies.values() for k in kinds):
+        implied = manifest.get("intensity")
+        lines.append("16-bit images: the reader maps them to 8 bits by AugmentConfig.intensity"
+                     + (f"; this format implies {implied!r}" if implied else ""))
     counts = [v["count"] for v in manifest["labels"].values()]
     lines.append(f"labels: {len(counts)}; samples per label min {min(counts)}, "
                  f"median {statistics.median(counts):g}, max {max(counts)}")

@@ -14,7 +14,7 @@ import webdataset as wds
 
 from shards.files import write_json_atomic
 from shards.formats import FORMATS
-from shards.imaging import SampleError
+from shards.imaging import SampleError, tally_pixels
 from shards.options import BuildOptions
 from shards.plan import ShardPlan
 
@@ -55,7 +55,7 @@ def write_shard(plan: ShardPlan, options: BuildOptions, label_ids: dict[str, int
     aligner = _get_aligner(options)
     final = options.out / plan.name
     partial = final.with_name(final.name + ".partial")
-    skipped, labels, aligned = [], Counter(), Counter()
+    skipped, flagged, pixels, labels, aligned = [], [], [], Counter(), Counter()
     with open(partial, "wb") as stream, wds.TarWriter(stream, encoder=False, mtime=TAR_MTIME) as tar:
         for item in plan.items:
             try:
@@ -68,13 +68,15 @@ def write_shard(plan: ShardPlan, options: BuildOptions, label_ids: dict[str, int
             tar.write({"__key__": item.key, **fields, "cls": str(label_ids[item.label]).encode(),
                        "json": json.dumps(record).encode()})
             labels[item.label] += 1
+            pixels.append(meta["pixels"])
+            flagged += [{"path": item.path, "reason": reason} for reason in meta.get("flags", ())]
             if "aligned" in meta:
                 aligned[meta["aligned"]] += 1
     os.replace(partial, final)
     result = {
         "name": plan.name, "split": plan.split, "count": sum(labels.values()),
         "bytes": final.stat().st_size, "sha256": sha256_of(final),
-        "labels": dict(labels), "skipped": skipped,
+        "labels": dict(labels), "skipped": skipped, "flagged": flagged, "pixels": tally_pixels(pixels),
         "aligned": aligned[True], "unaligned_kept": aligned[False],
     }
     write_json_atomic(work_dir(options.out) / f"{plan.name}.json", result)

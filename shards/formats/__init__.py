@@ -19,6 +19,9 @@ class Format:
     """Face data: MTCNN alignment allowed, single-image identities flagged."""
     label_order: tuple[str, ...] | None = None
     """Official label order (ids follow it); None sorts label names."""
+    intensity: str | None = None
+    """The intensity mapping (``AugmentConfig.intensity``) the format implies for its 16-bit
+    images, recorded in the manifest; None: the format implies none."""
 
 
 FORMATS: dict[str, Format] = {
@@ -26,7 +29,8 @@ FORMATS: dict[str, Format] = {
     "vggface2": Format(faces.scan_vggface2, faces=True),
     "imagefolder": Format(faces.scan_imagefolder, faces=True),
     "lfw-pairs": Format(lfw.scan_lfw_pairs, faces=True),
-    "figshare-tumor": Format(tumor.scan_figshare_tumor, tumor.render_tumor, label_order=tumor.LABEL_ORDER),
+    "figshare-tumor": Format(tumor.scan_figshare_tumor, tumor.render_tumor, label_order=tumor.LABEL_ORDER,
+                             intensity=tumor.INTENSITY),
     "idc": Format(idc.scan_idc, idc.render_patch, label_order=idc.LABEL_ORDER),
     "cub200-2010": Format(finegrained.scan_cub2010),
     "cub200-2011": Format(finegrained.scan_cub2011),

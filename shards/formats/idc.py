@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 
 from shards.formats.folders import class_folders, subfolders
-from shards.imaging import decode, encode, pad_to
+from shards.imaging import decode, describe, encode, pad_to
 from shards.items import ScanResult, Skip, SourceItem, make_key
 from shards.options import BuildOptions
 from shards.render import read_source
@@ -53,6 +53,8 @@ def scan_idc(src: Path, options: BuildOptions) -> ScanResult:
 def render_patch(item: SourceItem, options: BuildOptions, aligner) -> tuple[dict[str, bytes], dict]:
     data = read_source(item)
     image = decode(data)
+    meta = describe(image, options.min_size)
     if image.size == (PATCH, PATCH):
-        return {"png": data}, {}
-    return {"png": encode(pad_to(image, PATCH, PATCH), "png", options.quality)}, {"padded_from": list(image.size)}
+        return {"png": data}, meta
+    meta["padded_from"] = list(image.size)
+    return {"png": encode(pad_to(image, PATCH, PATCH), "png", options.quality)}, meta

@@ -3,7 +3,9 @@
 pairs.txt: a header ``<folds>\t<n>`` (or just ``<n>`` for pairsDevTrain/DevTest: one fold),
 then per fold n matched lines ``Name i j`` and n mismatched lines ``Name1 i Name2 j``
 (1-based image numbers).  Every pair keeps its fold and its line, so dropping a pair whose
-image is missing never shifts the fold boundaries of the others.
+image is missing never shifts the fold boundaries of the others.  Until the build knows the
+final sample keys (``unique_keys``) and which images were written, pairs name their images by
+relative path.
 """
 
 from __future__ import annotations
@@ -61,34 +63,33 @@ def scan_lfw_pairs(src: Path, options: BuildOptions) -> ScanResult:
     items: dict[str, SourceItem] = {}
     kept, skipped = [], []
     for pair in parse_pairs(pairs_file):
-        keys, missing = [], []
-        for name, number in (pair["a"], pair["b"]):
-            relative = f"{name}/{name}_{number:04d}.jpg"
-            path = root / relative
-            if not path.is_file():
-                missing.append(relative)
-                continue
-            key = make_key(relative)
-            items.setdefault(key, SourceItem(key, str(path), name, name, path.stat().st_size,
-                                             {"source": relative, "official_split": "test"}))
-            keys.append(key)
+        sources = [f"{name}/{name}_{number:04d}.jpg" for name, number in (pair["a"], pair["b"])]
+        missing = [relative for relative in sources if not (root / relative).is_file()]
+        for relative in (r for r in sources if r not in missing and r not in items):
+            path, name = root / relative, relative.split("/", 1)[0]
+            items[relative] = SourceItem(make_key(relative), str(path), name, name, path.stat().st_size,
+                                         {"source": relative, "official_split": "test"})
         if missing:
             skipped.append(Skip(f"{pairs_file}:{pair['line']}",
                                 f"pair (fold {pair['fold'] + 1}) names missing image(s): {', '.join(missing)}"))
         else:
-            kept.append({"fold": pair["fold"], "same": pair["same"], "a": keys[0], "b": keys[1],
+            kept.append({"fold": pair["fold"], "same": pair["same"], "a": sources[0], "b": sources[1],
                          "line": pair["line"]})
     return ScanResult(list(items.values()), skipped, extra={"pairs": kept})
 
 
-def drop_pairs_without_samples(extra: dict, written_keys: set[str], pairs_file: str) -> list[Skip]:
-    """After writing: pairs with an image that was not written (undecodable, or cut by
-    --limit) leave the set, each with a reason."""
+def key_pairs(extra: dict, written: dict[str, str], pairs_file: str) -> list[Skip]:
+    """After writing: each pair names its images by their final keys (``written``: relative
+    path -> key of every image written); pairs with an image that was not written
+    (undecodable, or cut by --limit) leave the set, each with a reason."""
     if "pairs" not in extra:
         return []
     kept, dropped = [], []
     for pair in extra["pairs"]:
-        (kept if pair["a"] in written_keys and pair["b"] in written_keys else dropped).append(pair)
+        if pair["a"] in written and pair["b"] in written:
+            kept.append({**pair, "a": written[pair["a"]], "b": written[pair["b"]]})
+        else:
+            dropped.append(pair)
     extra["pairs"] = kept
     return [Skip(f"{pairs_file}:{p['line']}", f"pair (fold {p['fold'] + 1}) has an image that was not written")
             for p in dropped]

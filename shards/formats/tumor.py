@@ -4,12 +4,13 @@ SRC holds ``N.mat`` files (MATLAB v7.3 = HDF5 with a 512-byte user block; group 
 with label, PID, image, tumorBorder, tumorMask, the arrays stored transposed), in any
 sub-folders (the four published zips unpacked), and optionally ``cvind.mat`` (the official
 patient-disjoint 5-fold assignment).  Images are written losslessly as 16-bit greyscale PNG
-(no windowing), the mask as an 8-bit PNG (0/255) in the ``mask.png`` field.
+(no windowing), the mask as an 8-bit PNG (0/255) in the ``mask.png`` field.  MRI intensities
+have no absolute scale, so the manifest tells the reader to map them per image (``minmax``,
+the MONAI/medical default, REFERENCE.md §11.5).
 """
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +18,13 @@ import h5py
 import numpy as np
 from PIL import Image
 
-from shards.imaging import SampleError
+from shards.imaging import SampleError, describe, encode, sixteen_bit
 from shards.items import ScanResult, Skip, SourceItem, make_key
 from shards.options import BuildOptions
 
 LABELS = {1: "meningioma", 2: "glioma", 3: "pituitary"}
 LABEL_ORDER = tuple(LABELS.values())
+INTENSITY = "minmax"
 FIELDS = ("label", "PID", "image", "tumorBorder", "tumorMask")
 
 
@@ -80,12 +82,6 @@ def scan_figshare_tumor(src: Path, options: BuildOptions) -> ScanResult:
     return ScanResult(items, skipped)
 
 
-def _png(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
 def render_tumor(item: SourceItem, options: BuildOptions, aligner) -> tuple[dict[str, bytes], dict]:
     with _open(Path(item.path)) as handle:
         data = handle["cjdata"]
@@ -94,8 +90,8 @@ def render_tumor(item: SourceItem, options: BuildOptions, aligner) -> tuple[dict
         border = np.asarray(data["tumorBorder"]).ravel().tolist()
     if image.ndim != 2 or mask.shape != image.shape:
         raise SampleError(f"image {image.shape} and mask {mask.shape} are not one 2-D slice")
-    if image.min() < 0 or image.max() > 65535:
-        raise SampleError(f"intensities {image.min()}..{image.max()} do not fit 16-bit PNG")
-    meta = {"shape": list(image.shape), "intensity_max": int(image.max()), "tumor_border": border,
-            "encoding": "16-bit greyscale PNG, raw intensities"}
-    return {"png": _png(image.astype(np.uint16)), "mask.png": _png((mask > 0).astype(np.uint8) * 255)}, meta
+    slice_ = sixteen_bit(image)
+    meta = {"shape": list(image.shape), "tumor_border": border, "encoding": "16-bit greyscale PNG, raw intensities",
+            **describe(slice_, options.min_size)}
+    mask_png = encode(Image.fromarray((mask > 0).astype(np.uint8) * 255), "png", options.quality)
+    return {"png": encode(slice_, "png", options.quality), "mask.png": mask_png}, meta

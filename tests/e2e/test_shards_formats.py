@@ -84,8 +84,11 @@ def test_imagefolder_orl_pgm_is_written_losslessly(tmp_path):
     rows = samples(tmp_path / "out", manifest)
     assert len(rows) == 12 and set(manifest["labels"]) == {"s1", "s2", "s3"}
     row = rows[0]
-    source = np.asarray(Image.open(tmp_path / "src" / row["meta"]["source"]).convert("RGB"))
-    assert np.array_equal(np.asarray(Image.open(io.BytesIO(row["png"]))), source)
+    source = np.asarray(Image.open(tmp_path / "src" / row["meta"]["source"]))
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(row["png"]))), source)  # greyscale stays greyscale
+    every = np.stack([np.asarray(Image.open(p)) for p in sorted((tmp_path / "src").rglob("*.pgm"))])
+    assert manifest["splits"]["train"]["pixels"] == [
+        {"bit_depth": 8, "channels": 1, "samples": 12, "min": int(every.min()), "max": int(every.max())}]
 
 
 def test_imagefolder_fei_flat_layout_with_attributes(tmp_path):

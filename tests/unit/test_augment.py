@@ -80,3 +80,51 @@ def test_undecodable_jpeg_is_a_value_error(damage):
     with pytest.raises(ValueError, match="cannot decode jpg"):
         augmented(Augmenter(AugmentConfig(size=128), train=True), {"jpg": bytearray(broken)},
                   np.random.default_rng(0))
+
+
+def png16(pixels: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def mapped(pixels: np.ndarray, low: float, high: float) -> np.ndarray:
+    return np.clip(np.rint(255 * (pixels.astype(np.float64) - low) / (high - low)), 0, 255).astype(np.uint8)
+
+
+SCAN = np.random.default_rng(5).integers(100, 4000, size=(40, 40), dtype=np.uint16)
+
+
+@pytest.mark.parametrize("intensity, low, high", [
+    ("minmax", SCAN.min(), SCAN.max()),
+    ("window", 500.0, 2500.0),
+    ("percentile", *np.percentile(SCAN.astype(np.float64), [2.0, 98.0])),
+])
+def test_16_bit_png_through_the_declared_mapping(intensity, low, high):
+    config = AugmentConfig(size=40, crop="center", hflip=False, intensity=intensity,
+                           intensity_window=(500.0, 2500.0), intensity_percentiles=(2.0, 98.0))
+    out = augmented(Augmenter(config, train=False), {"png": png16(SCAN)}, np.random.default_rng(0))
+    want = mapped(SCAN, low, high)
+    assert all(np.array_equal(out[..., c], want) for c in range(3))  # grey replicated, never clipped at 255
+
+
+def test_16_bit_png_random_window_for_training():
+    config = AugmentConfig(size=32, crop="random", hflip=False)
+    out = augmented(Augmenter(config, train=True), {"png": png16(SCAN)}, np.random.default_rng(4))
+    top_u, left_u, _ = np.random.default_rng(4).random(3)
+    top, left = int(top_u * 9), int(left_u * 9)
+    assert np.array_equal(out[..., 0], mapped(SCAN, SCAN.min(), SCAN.max())[top : top + 32, left : left + 32])
+
+
+def test_constant_16_bit_image_maps_to_black():
+    out = augmented(Augmenter(AugmentConfig(size=8, crop="center"), train=False),
+                    {"png": png16(np.full((8, 8), 3000, np.uint16))}, np.random.default_rng(0))
+    assert not out.any()
+
+
+@pytest.mark.parametrize("field, value", [("intensity_window", (10.0, 10.0)), ("intensity_window", (-1.0, 5.0)),
+                                          ("intensity_percentiles", (50.0, 40.0)),
+                                          ("intensity_percentiles", (0.0, 101.0))])
+def test_intensity_ranges_are_checked(field, value):
+    with pytest.raises(ValueError, match=field):
+        AugmentConfig(**{field: value})
