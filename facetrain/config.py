@@ -8,6 +8,7 @@ from typing import Literal
 
 from facetrain.model_config import FaceModelConfig
 from launcher.config.schema import TaskConfig
+from shards.availability import split_availability
 from shards.stream_config import StreamConfig
 
 
@@ -38,8 +39,16 @@ class FaceTripletConfig(TaskConfig):
     eval_folds: int = 10
     eval_pairs_per_fold: int = 300
     """Generated pairs per fold (half matched, half mismatched) when the shards have no LFW pairs."""
+    eval_allow_incomplete: bool = False
+    """Evaluate even if evaluation shards are missing or samples unreadable (counted in the
+    metrics as eval_missing_samples); by default an incomplete evaluation set is an error."""
     flip_test: bool = True
     """Embed image and mirror image, sum, normalise (insightface's flip test)."""
+
+    def check_inputs(self) -> None:
+        self.stream.check_inputs()
+        evaluation = split_availability(self.eval_shards or self.stream.shards, self.eval_split)
+        evaluation.check(1.0 if self.eval_allow_incomplete else 0.0)
 
     def __post_init__(self) -> None:
         if not self.stream.shards:

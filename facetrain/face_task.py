@@ -30,7 +30,7 @@ from facetrain.verification import VerificationResult, evaluate_pairs, plot_roc
 from launcher.errors import reported_as_job_error
 from launcher.runtime.dist import DistInfo
 from shards.augment import normalize_batch
-from shards.eval_reader import eval_loader
+from shards.eval_reader import eval_loader, samples_not_read
 from shards.loader import StreamLoader
 from shards.manifest import ManifestError, load_manifest
 
@@ -63,6 +63,9 @@ class FaceTripletTask:
         self.eval_shards = config.eval_shards or config.stream.shards
         self.triplet = config.objective.startswith("triplet")
         self.head_kind = config.objective.rpartition("+")[2] if config.objective != "triplet" else None
+        self.eval_allowance = 1.0 if config.eval_allow_incomplete else 0.0
+        with reported_as_job_error(*SETUP_ERRORS):  # missing evaluation shards: now, not after training
+            config.check_inputs()
 
     def build_model(self) -> nn.Module:
         c = self.config
@@ -98,7 +101,7 @@ class FaceTripletTask:
     @torch.no_grad()
     def evaluate(self, model: nn.Module, step: int, out_dir: Path) -> dict[str, float]:
         c = self.config
-        keys, labels, embeddings = self._embed_split(model)
+        keys, labels, embeddings, missing = self._embed_split(model)
         pairs = lfw_pairs(self.eval_shards, keys) or generated_pairs(labels, c.eval_folds, c.eval_pairs_per_fold)
         a, b, same, folds = pairs
         distances = ((embeddings[a] - embeddings[b]) ** 2).sum(1)
@@ -106,8 +109,9 @@ class FaceTripletTask:
         self.history[step] = result
         if self.dist.is_main:
             plot_roc({f"step {s}": self.history[s] for s in sorted(self.history)}, Path(out_dir) / "roc.png")
-        return {"verification_" + k: v for k, v in result.metrics().items()
-                if k in ("accuracy", "accuracy_std", "val", "far", "auc", "eer", "pairs")}
+        return {**{"verification_" + k: v for k, v in result.metrics().items()
+                   if k in ("accuracy", "accuracy_std", "val", "far", "auc", "eer", "pairs")},
+                "eval_missing_samples": float(missing)}
 
     def state_dict(self) -> dict[str, Any]:
         return {"verification": {step: asdict(result) for step, result in self.history.items()}}
@@ -116,11 +120,13 @@ class FaceTripletTask:
         self.history = {step: VerificationResult(**result) for step, result in state.get("verification", {}).items()}
 
     def _embed_split(self, model: nn.Module):
-        """(keys, labels, embeddings) of the whole evaluation split in index order, on every rank."""
+        """(keys, labels, embeddings, samples missing) of the whole evaluation split in index order,
+        on every rank."""
         c, dist = self.config, self.dist
         local: list[tuple] = []
-        for batch in eval_loader(self.eval_shards, c.eval_split, dist.rank, dist.world_size, c.eval_batch_size,
-                                 c.stream.augment):
+        loader = eval_loader(self.eval_shards, c.eval_split, dist.rank, dist.world_size, c.eval_batch_size,
+                             c.stream.augment, max_missing_fraction=self.eval_allowance)
+        for batch in loader:
             images = self._images(batch["image"].to(dist.device), model)
             embedding = model(images)[0]
             if c.flip_test:
@@ -133,8 +139,9 @@ class FaceTripletTask:
         else:
             gathered = [local]
         rows = sorted((row for part in gathered for row in part), key=lambda row: row[0])
+        missing = samples_not_read(loader, len(rows), c.eval_allow_incomplete)
         _, keys, labels, embeddings = zip(*rows, strict=True)
-        return list(keys), np.array(labels), np.stack(embeddings).astype(np.float64)
+        return list(keys), np.array(labels), np.stack(embeddings).astype(np.float64), missing
 
 
 def lfw_pairs(shards: str, keys: list[str]):

@@ -2,6 +2,7 @@
 
     <run_dir>/
         config.yaml                  the resolved job config of the latest start
+        run.lock                     flock'd by the job running here (launcher/run_lock.py)
         results.json                 every evaluation, the summary, the best checkpoint
         <plots>.png                  the task's pictures (roc.png, ...), beside results.json
         checkpoints/
@@ -9,6 +10,7 @@
             stepNNNNNNNN.partial/    a checkpoint being written (renamed when every rank is done)
             latest                   the newest tag (DeepSpeed's convention)
         launch/.deepspeed_env        variables the deepspeed launcher forwards to other nodes
+        launch/failures/rankNNNNN.json   what a rank recorded when it failed (launcher/failures.py)
         slurm/job.sbatch             the script `launch` writes for SLURM
     <run_dir>/../prometheus_targets/<run name>.json    file-SD targets, while the job runs
 
@@ -44,6 +46,10 @@ class RunDir:
         return self.root / "config.yaml"
 
     @property
+    def lock(self) -> Path:
+        return self.root / "run.lock"
+
+    @property
     def results(self) -> Path:
         return self.root / "results.json"
 
@@ -59,6 +65,13 @@ class RunDir:
     @property
     def deepspeed_env(self) -> Path:
         return self.root / "launch" / ".deepspeed_env"
+
+    @property
+    def failures(self) -> Path:
+        return self.root / "launch" / "failures"
+
+    def failure_record(self, rank: int) -> Path:
+        return self.failures / f"rank{rank:05d}.json"
 
     @property
     def sbatch_script(self) -> Path:

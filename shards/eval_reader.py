@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from shards.augment import Augmenter, stack_images
+from shards.availability import MissingData
 from shards.stream import ReadCounters, SplitIndex, read_shard
 from shards.stream_config import AugmentConfig
 
@@ -28,8 +29,8 @@ log = logging.getLogger(__name__)
 
 class EvalStream(IterableDataset):
     def __init__(self, root: str, split: str, rank: int, world_size: int, batch_size: int,
-                 augment: AugmentConfig):
-        self.index = SplitIndex(root, split)
+                 augment: AugmentConfig, max_missing_fraction: float = 0.0):
+        self.index = SplitIndex(root, split, max_missing_fraction)
         self.rank, self.world_size, self.batch_size = rank, world_size, batch_size
         self.augment = augment
 
@@ -54,13 +55,13 @@ class EvalStream(IterableDataset):
                     continue
                 pending.append((image, record))
                 if len(pending) == self.batch_size:
-                    yield collate(pending, counters)
+                    yield collate(pending)
                     pending = []
         if pending:
-            yield collate(pending, counters)
+            yield collate(pending)
 
 
-def collate(pending: list[tuple], counters: ReadCounters) -> dict[str, Any]:
+def collate(pending: list[tuple]) -> dict[str, Any]:
     metas = [json.loads(record.data["json"]) for _, record in pending]
     return {
         "image": stack_images([image for image, _ in pending]),
@@ -69,11 +70,27 @@ def collate(pending: list[tuple], counters: ReadCounters) -> dict[str, Any]:
         "key": [record.key for _, record in pending],
         "group": [meta.get("group", "") for meta in metas],
         "meta": metas,
-        "corrupt": counters.corrupt,
     }
 
 
+def samples_not_read(loader: DataLoader, read: int, allowed: bool) -> int:
+    """Samples of the evaluation split that were not scored (shards left out, images that did
+    not decode), summed over ranks by the caller into ``read``; a MissingData error when some
+    were and an incomplete evaluation set is not ``allowed``."""
+    index = loader.dataset.index
+    missing = index.missing_samples + index.total - read
+    if missing and not allowed:
+        raise MissingData(f"{index.root}: {missing} of {index.total + index.missing_samples} evaluation samples "
+                          "could not be read (the warnings above name them); repair the shards (shards verify) or "
+                          "allow an incomplete evaluation set (the task's eval_allow_incomplete) to evaluate on the "
+                          "rest")
+    return missing
+
+
 def eval_loader(root: str, split: str, rank: int, world_size: int, batch_size: int,
-                augment: AugmentConfig, num_workers: int = 0) -> DataLoader:
-    dataset = EvalStream(root, split, rank, world_size, batch_size, augment)
-    return DataLoader(dataset, batch_size=None, num_workers=num_workers)
+                augment: AugmentConfig, num_workers: int = 0, max_missing_fraction: float = 0.0) -> DataLoader:
+    """The split's batches for this rank; ``loader.dataset.index`` says what the split should hold
+    (the samples of shards left out as missing: ``index.missing_samples``)."""
+    dataset = EvalStream(root, split, rank, world_size, batch_size, augment, max_missing_fraction)
+    return DataLoader(dataset, batch_size=None, num_workers=num_workers,
+                      generator=torch.Generator().manual_seed(0))  # leaves torch's global random stream alone

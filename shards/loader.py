@@ -11,8 +11,12 @@ the ranks.
 
 from __future__ import annotations
 
-import logging
+import functools
+import multiprocessing
+import os
+import signal
 from dataclasses import fields
+from multiprocessing.synchronize import Event as EventType
 from typing import Any
 
 import numpy as np
@@ -20,15 +24,34 @@ import torch
 from torch.utils.data import DataLoader
 
 from shards.augment import channels_first
+from shards.availability import MissingData, check_enough_identities
 from shards.batch_slots import BatchSlots
 from shards.pk_batcher import BatcherStats
 from shards.stream import ReadCounters, ShardStream, SplitIndex
 from shards.stream_config import StreamConfig
 
-log = logging.getLogger(__name__)
-
 PREFETCH = 2
 """Batches each worker prepares ahead (the DataLoader's default); each holds a shared image slot."""
+
+
+def leave_stops_to_the_trainer(closing: EventType, worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: stop signals are the training process's decision.
+
+    torchrun's agent passes a signal on to a worker's whole process group, so the reader's worker
+    processes receive it too; torch's worker handler dies of SIGTERM, and torch then fails the
+    training process ("DataLoader worker ... is killed by signal") before it can checkpoint.  So
+    SIGINT, SIGHUP and SIGUSR1 are ignored here, and SIGTERM too until the loader is closing (it
+    ends workers that do not join in time with SIGTERM) or the training process is gone."""
+    for signum in (signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
+        signal.signal(signum, signal.SIG_IGN)
+    parent = os.getppid()
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        if closing.is_set() or os.getppid() != parent:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
 
 
 def as_produced(batch: dict[str, Any]) -> dict[str, Any]:
@@ -42,7 +65,7 @@ class StreamLoader:
                  position: dict[str, Any] | None = None, device: torch.device | None = None):
         self.config, self.rank, self.world_size = config, rank, world_size
         self.device = device or torch.device("cpu")
-        self.index = SplitIndex(config.shards, config.split)
+        self.index = SplitIndex(config.shards, config.split, config.max_missing_fraction)
         self.workers = max(1, config.num_workers)
         self.steps_per_epoch = config.steps_per_epoch or max(
             1, self.index.total // (config.batch_samples * world_size))
@@ -59,10 +82,15 @@ class StreamLoader:
             self.slots = BatchSlots(config.num_workers, PREFETCH + 1, (config.batch_samples, size, size, 3))
         dataset = ShardStream(config, self.index, rank, world_size, starts, rotation=self.consumed % self.workers,
                               slots=self.slots)
+        self.closing = multiprocessing.Event()
         self.loader = DataLoader(
             dataset, batch_size=None, num_workers=config.num_workers, collate_fn=as_produced,
             prefetch_factor=PREFETCH if config.num_workers else None,
             persistent_workers=False,  # the stream is endless: workers never restart within a run
+            worker_init_fn=functools.partial(leave_stops_to_the_trainer, self.closing),
+            # the seed a DataLoader draws for its workers comes from here, not from torch's global
+            # stream (dropout's), which a resumed run must find as the uninterrupted run left it
+            generator=torch.Generator().manual_seed(config.seed),
         )
         self._iterator = None
         self.worker_stats: dict[int, dict[str, int]] = {}
@@ -78,29 +106,33 @@ class StreamLoader:
         return (consumed - worker + self.workers - 1) // self.workers if consumed > worker else 0
 
     def _check_position(self, position: dict[str, Any]) -> None:
-        expected = {"world_size": self.world_size, "num_workers": self.workers, "seed": self.config.seed}
-        changed = {k: (position.get(k), v) for k, v in expected.items() if position.get(k) != v}
+        expected = {"world_size": self.world_size, "num_workers": self.workers, "seed": self.config.seed,
+                    "left_out": self.index.unavailable}
+        saved = {"left_out": [], **position}  # positions saved before shards could be left out
+        changed = {k: (saved.get(k), v) for k, v in expected.items() if saved.get(k) != v}
         if changed:
             details = ", ".join(f"{k} {old} -> {new}" for k, (old, new) in changed.items())
             raise ValueError(f"cannot resume the reader exactly: {details}; resume with the saved values "
                              "or start a new run")
 
     def _check_enough_identities(self) -> None:
-        if self.config.mode != "pk":
-            return
-        need = 1 if self.config.small_identities == "replace" else self.config.images_per_identity
-        usable = sum(1 for n in self.index.label_counts.values() if n >= need)
-        if usable < self.config.identities_per_batch:
-            raise ValueError(f"{self.config.shards} split {self.config.split}: only {usable} identities have "
-                             f">= {need} images; a batch needs {self.config.identities_per_batch}")
+        if self.config.mode == "pk":
+            check_enough_identities(self.index.label_counts, self.config.identities_per_batch,
+                                    self.config.images_per_identity, self.config.small_identities,
+                                    f"{self.config.shards} split {self.config.split}")
 
     def state_dict(self) -> dict[str, Any]:
         return {"batches": self.consumed, "epoch": self.epoch, "world_size": self.world_size,
-                "num_workers": self.workers, "seed": self.config.seed,
+                "num_workers": self.workers, "seed": self.config.seed, "left_out": self.index.unavailable,
                 "per_worker": [self._produced_by(w, self.consumed) for w in range(self.workers)]}
 
     def __iter__(self) -> StreamLoader:
         return self
+
+    def close(self) -> None:
+        """Stop the worker processes now (they heed SIGTERM again from here on)."""
+        self.closing.set()
+        self._iterator = None  # the DataLoader's iterator shuts its workers down when it goes
 
     def __next__(self) -> dict[str, Any]:
         if self._iterator is None:
@@ -121,17 +153,32 @@ class StreamLoader:
             self._finished_coverage = {"identities": torch.from_numpy(self._seen_labels[in_split]),
                                        "images": torch.from_numpy(self._seen_samples)}
             self._reset_coverage()
+            self._check_losses()
         return batch
 
+    def _check_losses(self) -> None:
+        """Once per epoch: undecodable samples and the rest of damaged shards, against what was read."""
+        stats = self.stats()
+        lost, read = stats["corrupt"] + stats["truncated_samples"], stats["read"] + stats["truncated_samples"]
+        if lost > self.config.max_missing_fraction * read:
+            raise MissingData(
+                f"{self.config.shards} split {self.config.split!r}: rank {self.rank} lost {lost:.0f} of {read:.0f} "
+                f"samples ({lost / read:.1%}, more than the {self.config.max_missing_fraction:.1%} allowed by "
+                f"max_missing_fraction) to undecodable images or damaged shards (the warnings above name them; "
+                f"shards verify {self.config.shards} checks every file)")
+
     def stats(self) -> dict[str, float]:
-        """Counters summed over this rank's workers: corrupt samples, truncated shards and, in pk
-        mode, the batcher's drops and buffer peaks; the same keys from the first batch on."""
+        """Counters summed over this rank's workers: samples read, corrupt samples, truncated shards
+        and what they held, in pk mode the batcher's drops and buffer peaks; and the shards (and
+        samples) of the split left out as missing.  The same keys from the first batch on."""
         kinds = [ReadCounters] + ([BatcherStats] if self.config.mode == "pk" else [])
         totals = {f.name: 0.0 for kind in kinds for f in fields(kind)}
         for stats in self.worker_stats.values():
             for key, value in stats.items():
                 totals[key] = max(totals[key], value) if key.startswith("peak") else totals[key] + value
-        return totals
+        # the split's shards left out at the start: the same on every rank
+        return {**totals, "missing_shards": float(len(self.index.unavailable)),
+                "missing_samples": float(self.index.missing_samples)}
 
     def epoch_coverage(self) -> dict[str, torch.Tensor] | None:
         """Once after each epoch: which identities (of the split) and images this rank saw."""

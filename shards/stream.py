@@ -25,8 +25,8 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from shards.augment import Augmenter
+from shards.availability import split_availability
 from shards.batch_slots import BatchSlots
-from shards.manifest import load_manifest
 from shards.pk_batcher import PKBatcher, Record
 from shards.stream_config import StreamConfig
 from shards.tarstream import TarDamaged, iter_members
@@ -37,16 +37,26 @@ END = None  # marks the end of one interleaved stream
 
 
 class SplitIndex:
-    """One split of a shard folder, from its manifest."""
+    """One split of a shard folder, from its manifest, less the shards that are not there.
 
-    def __init__(self, root: str | Path, split: str):
+    A shard file that is absent or whose size differs from the manifest's (a partial copy, a
+    deleted file) is left out and counted: ``unavailable`` names each one and why, and
+    ``missing_samples`` counts the samples they hold.  More than ``max_missing_fraction`` of the
+    split's samples missing is a MissingData error naming the files.
+    """
+
+    def __init__(self, root: str | Path, split: str, max_missing_fraction: float = 0.0):
         self.root = Path(root)
-        manifest = load_manifest(self.root)
-        if split not in manifest["splits"]:
-            raise ValueError(f"{self.root}: no split {split!r} (has {', '.join(manifest['splits'])})")
-        self.shards = [s for s in manifest["shards"] if s["split"] == split]
+        availability = split_availability(self.root, split)
+        availability.check(max_missing_fraction)
+        self.unavailable, self.missing_samples = availability.unavailable, availability.missing_samples
+        if self.unavailable:
+            log.warning("%s: split %r: %d of %d samples left out, in %s", self.root, split, self.missing_samples,
+                        availability.in_manifest, "; ".join(self.unavailable))
+        self.shards = availability.available
         self.offsets = np.concatenate([[0], np.cumsum([s["count"] for s in self.shards])]).astype(int)
         self.total = int(self.offsets[-1])
+        manifest = availability.manifest
         self.num_labels = len(manifest["labels"])
         ids = {name: entry["id"] for name, entry in manifest["labels"].items()}
         self.label_counts = {ids[name]: n for name, n in manifest["splits"][split]["labels"].items()}
@@ -62,8 +72,13 @@ def deal(num_shards: int, pass_index: int, reader: int, num_readers: int, seed: 
 
 @dataclass
 class ReadCounters:
+    read: int = 0
+    """Samples read from shards."""
     corrupt: int = 0
+    """Samples read but unusable: no usable cls, or an image that does not decode."""
     truncated_shards: int = 0
+    truncated_samples: int = 0
+    """Samples a damaged shard held after the point where it became unreadable."""
 
 
 def read_shard(index: SplitIndex, shard: int, counters: ReadCounters) -> Iterator[Record]:
@@ -78,6 +93,7 @@ def read_shard(index: SplitIndex, shard: int, counters: ReadCounters) -> Iterato
             for name, data in iter_members(stream):
                 key, _, field_name = name.partition(".")
                 if current and key != current["__key__"]:
+                    counters.read += 1
                     if record := _record(current, first_index + position, counters, path):
                         yield record
                     position += 1
@@ -86,10 +102,18 @@ def read_shard(index: SplitIndex, shard: int, counters: ReadCounters) -> Iterato
                 current[field_name] = data
     except (TarDamaged, OSError) as exc:
         counters.truncated_shards += 1
+        counters.truncated_samples += index.shards[shard]["count"] - position
         log.warning("%s: unreadable after %d samples (%s); rest of the shard skipped", path, position, exc)
         return
-    if current and (record := _record(current, first_index + position, counters, path)):
-        yield record
+    if current:
+        counters.read += 1
+        position += 1
+        if record := _record(current, first_index + position - 1, counters, path):
+            yield record
+    if position < index.shards[shard]["count"]:  # ended early but cleanly: a zeroed tail, say
+        counters.truncated_shards += 1
+        counters.truncated_samples += index.shards[shard]["count"] - position
+        log.warning("%s: ends after %d of its %d samples", path, position, index.shards[shard]["count"])
 
 
 def _record(fields: dict, sample_index: int, counters: ReadCounters, path: Path) -> Record | None:
@@ -213,7 +237,7 @@ class ShardStream(IterableDataset):
         keys = [r.key for r in records]
         indices = [r.index for r in records]
         fill_undecodable(pixels, undecodable, labels, keys, indices)
-        stats = {"corrupt": counters.corrupt, "truncated_shards": counters.truncated_shards}
+        stats = dict(vars(counters))
         if self.config.mode == "pk":
             stats.update(vars(self.batcher.stats))
         # numpy, not tensors: each tensor would cross to the main process as a shared-memory segment of its own

@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from shards.availability import check_enough_identities, split_availability
+
 
 @dataclass(frozen=True)
 class AugmentConfig:
@@ -99,3 +101,14 @@ class StreamConfig:
     @property
     def batch_samples(self) -> int:
         return self.identities_per_batch * self.images_per_identity if self.mode == "pk" else self.batch_size
+
+    def check_inputs(self) -> None:
+        """What the reader would find, checked without reading: the manifest, the split, its shards
+        present at their manifest sizes (within max_missing_fraction) and, for P×K batches, P
+        identities with K images.  ManifestError, ValueError or MissingData, one line each."""
+        availability = split_availability(self.shards, self.split)
+        availability.check(self.max_missing_fraction)
+        if self.mode == "pk":
+            check_enough_identities(availability.manifest["splits"][self.split]["labels"], self.identities_per_batch,
+                                    self.images_per_identity, self.small_identities,
+                                    f"{self.shards} split {self.split}")

@@ -22,6 +22,11 @@ class TaskConfig:
     name: str
     """Task name, a key of ``launcher.tasks.TASKS``."""
 
+    def check_inputs(self) -> None:
+        """The task's data checked where it can be without starting a process (files present,
+        splits, enough of them): ``launch`` calls it before it spawns anything.  Raises
+        ManifestError or ValueError with one line naming the file."""
+
 
 @dataclass(frozen=True)
 class EarlyStopConfig:

@@ -12,6 +12,7 @@ cluster mistake is reported here, before any process is spawned.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shlex
 import shutil
@@ -22,11 +23,20 @@ from pathlib import Path
 from launcher.config.schema import load_job_config_or_report
 from launcher.errors import JobError
 from launcher.launch.cluster import ClusterConfig, load_cluster, rendezvous_id
-from launcher.launch.commands import LaunchPlan, WorkerArgs, deepspeed_plan, default_nproc, torchrun_plan
+from launcher.launch.commands import (
+    LaunchPlan,
+    WorkerArgs,
+    deepspeed_plan,
+    default_nproc,
+    locks_the_run_dir,
+    torchrun_plan,
+)
+from launcher.launch.preflight import check_data, check_run_dir
 from launcher.launch.rendezvous import is_this_host, wait_for_endpoint
 from launcher.launch.slurm import sbatch_script
 from launcher.launch.supervise import run_supervised
-from launcher.run_dir import RunDir, source_checkpoint
+from launcher.run_dir import RunDir
+from launcher.run_lock import RunDirLock
 
 LAUNCHERS = ("local", "torchrun", "deepspeed", "slurm")
 CLUSTER_FLAGS = {  # flag -> (cluster key it overrides, type, help)
@@ -60,11 +70,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                        help="delete run_dir's checkpoints, results and plots first")
     parser.add_argument("--dry-run", action="store_true", help="print the command (and files) only")
     parser.add_argument("--submit", action="store_true", help="slurm: submit the script with sbatch")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    return args
 
 
-def build_plan(cluster: ClusterConfig, worker: WorkerArgs, run_dir: RunDir, python: str) -> LaunchPlan:
-    nproc = default_nproc(cluster, os.environ)
+def build_plan(cluster: ClusterConfig, worker: WorkerArgs, run_dir: RunDir, nproc: int, python: str) -> LaunchPlan:
     if cluster.launcher in ("local", "torchrun"):
         return torchrun_plan(cluster, worker, nproc, rendezvous_id(cluster, str(run_dir.root)), python, os.environ)
     if cluster.launcher == "deepspeed":
@@ -73,6 +84,11 @@ def build_plan(cluster: ClusterConfig, worker: WorkerArgs, run_dir: RunDir, pyth
     text = sbatch_script(cluster, worker, nproc, run_dir, rendezvous_id(cluster, str(run_dir.root)), python,
                          Path.cwd())
     return LaunchPlan(["sbatch", str(script)], {}, files={script: text})
+
+
+def continue_command(argv: list[str]) -> str:
+    """This ``launch`` call without --resume / --fresh (the summary adds what fits)."""
+    return shlex.join(["launch", *(a for a in argv if a not in ("--resume", "--fresh"))])
 
 
 def show(plan: LaunchPlan) -> None:
@@ -92,18 +108,18 @@ def main(argv: list[str] | None = None) -> int:
                                               for flag, (field, _, _) in CLUSTER_FLAGS.items()})
         if args.submit and cluster.launcher != "slurm":
             raise JobError("--submit is for launcher 'slurm' (it hands the script to sbatch)")
-        run_dir = RunDir(job.run_dir)
-        existing = run_dir.existing_checkpoint_error()
-        if existing and not (args.resume or args.fresh):
-            raise existing
-        if job.train.init_from and not (args.resume and run_dir.complete_tags()):
-            source_checkpoint(job.train.init_from)  # a missing or empty source fails here, not in the workers
-        worker = WorkerArgs(args.config, tuple(args.set), args.resume)
-        plan = build_plan(cluster, worker, run_dir, sys.executable)
-        show(plan)
-        if args.dry_run:
-            return 0
-        return run(plan, cluster, run_dir, args)
+        run_dir, nproc = RunDir(job.run_dir), default_nproc(cluster, os.environ)
+        plan = build_plan(cluster, WorkerArgs(args.config, tuple(args.set), args.resume), run_dir, nproc,
+                          sys.executable)
+        if not args.dry_run:  # a dry run shows the plan wherever the data is (a login node may not see it)
+            check_data(job)
+        holds_lock = not args.dry_run and locks_the_run_dir(cluster)
+        with RunDirLock(run_dir, "launch") if holds_lock else contextlib.nullcontext():
+            check_run_dir(job, cluster, run_dir, args.resume, args.fresh, nproc)
+            show(plan)
+            if args.dry_run:
+                return 0
+            return run(plan, cluster, run_dir, args)
     except JobError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -124,7 +140,7 @@ def run(plan: LaunchPlan, cluster: ClusterConfig, run_dir: RunDir, args: argpars
         return subprocess.run(plan.command).returncode
     if plan.wait_for and not is_this_host(plan.wait_for[0]):
         wait_for_endpoint(*plan.wait_for, timeout_s=cluster.rdzv_timeout_s)
-    return run_supervised(plan.command, {**os.environ, **plan.env}, run_dir)
+    return run_supervised(plan.command, {**os.environ, **plan.env}, run_dir, continue_command(args.argv))
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from launcher.config.loader import ConfigError
 from launcher.launch.cluster import RESTART_SAFE_ENV, STOP_SIGNALS, ClusterConfig, nodes_range, threads_per_process
 from launcher.launch.hostfile import active_slots, read_hostfile
 from launcher.run_dir import RunDir
+from launcher.run_lock import LOCK_HELD_ENV
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,25 @@ def thread_env(cluster: ClusterConfig, nproc: int, environ: Mapping[str, str]) -
     return {"OMP_NUM_THREADS": str(threads_per_process(cluster, nproc))}
 
 
+def locks_the_run_dir(cluster: ClusterConfig) -> bool:
+    """Whether ``launch`` on this node holds the run directory's lock for the job, or else rank 0
+    takes it: one node's ``launch`` does (this host alone, static node rank 0, the deepspeed
+    runner's host); with a c10d rendezvous any node may come and go (and two "nodes" may share a
+    host), and with SLURM no ``launch`` runs, so rank 0 does."""
+    if cluster.launcher == "slurm":
+        return False
+    if cluster.launcher == "deepspeed" or not (cluster.multi_node or cluster.rdzv_host):
+        return True
+    return cluster.node_rank == 0
+
+
+def worker_env(cluster: ClusterConfig, nproc: int, environ: Mapping[str, str]) -> dict[str, str]:
+    """Variables for the processes ``launch`` starts: threads, and whether the run directory is
+    locked by a ``launch`` already (with a static rendezvous, node 0's)."""
+    held = locks_the_run_dir(cluster) or cluster.node_rank is not None
+    return {**thread_env(cluster, nproc, environ), **(LOCK_HELD_ENV if held else {})}
+
+
 def torchrun_plan(cluster: ClusterConfig, worker: WorkerArgs, nproc: int, rdzv_id: str, python: str,
                   environ: Mapping[str, str]) -> LaunchPlan:
     command = [python, "-m", "torch.distributed.run"]
@@ -71,7 +91,7 @@ def torchrun_plan(cluster: ClusterConfig, worker: WorkerArgs, nproc: int, rdzv_i
         wait_for = (host, cluster.rdzv_port)
     command += [f"--nproc-per-node={nproc}", f"--max-restarts={cluster.max_restarts}",
                 f"--signals-to-handle={STOP_SIGNALS}", *worker.argv()]
-    env = {**thread_env(cluster, nproc, environ), "TORCH_ELASTIC_SHUTDOWN_TIMEOUT": str(cluster.stop_grace_s),
+    env = {**worker_env(cluster, nproc, environ), "TORCH_ELASTIC_SHUTDOWN_TIMEOUT": str(cluster.stop_grace_s),
            **RESTART_SAFE_ENV}
     return LaunchPlan(command, env, wait_for=wait_for)
 
@@ -90,14 +110,14 @@ def deepspeed_plan(cluster: ClusterConfig, worker: WorkerArgs, nproc: int, run_d
                               "or for include/exclude")
         command += [f"--num_gpus={nproc}", f"--master_port={cluster.rdzv_port}"]
         return LaunchPlan([*command, "--no_local_rank", "--module", *worker.argv()[1:]],
-                          thread_env(cluster, nproc, environ))
+                          worker_env(cluster, nproc, environ))
 
     slots = active_slots(read_hostfile(cluster.hostfile), cluster.include, cluster.exclude, cluster.hostfile)
     wanted = nodes_range(cluster.nnodes)[0]
     if cluster.multi_node and len(slots) != wanted:
         raise ConfigError(f"cluster: nnodes is {wanted} but hostfile {cluster.hostfile} "
                           f"(after include/exclude) gives {len(slots)} host(s): {', '.join(slots)}")
-    threads = thread_env(cluster, max(len(s) for s in slots.values()), environ)
+    variables = worker_env(cluster, max(len(s) for s in slots.values()), environ)
     command.append(f"--hostfile={cluster.hostfile}")
     if cluster.include:
         command.append(f"--include={cluster.include}")
@@ -108,10 +128,10 @@ def deepspeed_plan(cluster: ClusterConfig, worker: WorkerArgs, nproc: int, run_d
     env_file = run_dir.deepspeed_env
     forwarded = {key: value for key, value in sorted(environ.items())
                  if key.startswith(cluster.forward_env) and "\n" not in value}
-    lines = [f"{key}={value}\n" for key, value in {**forwarded, **threads}.items()]
-    if not lines:  # the launcher reads every line as KEY=VALUE: an empty file would break it
-        return LaunchPlan(command, {})
-    return LaunchPlan(command, {"DS_ENV_FILE": str(env_file.absolute())}, files={env_file: "".join(lines)})
+    lines = [f"{key}={value}\n" for key, value in {**forwarded, **variables}.items()]
+    # The lock variable in this process's environment too: a one-host hostfile runs here, without the file.
+    return LaunchPlan(command, {"DS_ENV_FILE": str(env_file.absolute()), **LOCK_HELD_ENV},
+                      files={env_file: "".join(lines)})
 
 
 def _require_host(cluster: ClusterConfig) -> str:

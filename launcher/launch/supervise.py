@@ -10,21 +10,50 @@ the agent, a worker): the checkpoint's marker says it was saved for a stop.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import math
 import signal
 import subprocess
+import sys
 import time
 
+import psutil
+
+from launcher.failures import clear_failures, failure_summary
 from launcher.run_dir import RunDir
 
-# SIGINT is not forwarded: a terminal's Ctrl-C already reaches every process of the group.
-FORWARDED = (signal.SIGTERM, signal.SIGUSR1, signal.SIGHUP)
+FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGHUP)
+ABORT_WINDOW_S = 3.0
+"""A second Ctrl-C within this many seconds aborts at once, without a checkpoint."""
 
 
-def run_supervised(command: list[str], env: dict[str, str], run_dir: RunDir) -> int:
+def _die_with_launch() -> None:
+    """preexec_fn of the launcher ``launch`` starts: SIGTERM it when ``launch`` dies (even of SIGKILL),
+    so a killed ``launch`` still ends in a checkpoint rather than in orphans training on."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
+
+
+def run_supervised(command: list[str], env: dict[str, str], run_dir: RunDir, continue_command: str) -> int:
+    """Run the launcher as a child in a session of its own (a terminal's Ctrl-C reaches it once,
+    through this process, not twice); stop signals are forwarded.  A failure ends with a summary
+    (the rank that failed first and why, the newest checkpoint, ``continue_command``)."""
     started = time.time()
-    child = subprocess.Popen(command, env=env)
+    clear_failures(run_dir)
+    child = subprocess.Popen(command, env=env, start_new_session=True, preexec_fn=_die_with_launch)
+    interrupted_at = -math.inf
 
     def forward(signum: int, frame) -> None:
+        nonlocal interrupted_at
+        if signum == signal.SIGINT:
+            if time.monotonic() - interrupted_at < ABORT_WINDOW_S:
+                print("launch: second Ctrl-C: aborting without a checkpoint", file=sys.stderr, flush=True)
+                kill_tree(child.pid)
+                return
+            interrupted_at = time.monotonic()
+            print(f"launch: stopping at the next step with a checkpoint (Ctrl-C again within {ABORT_WINDOW_S:.0f} s "
+                  "aborts without one)", file=sys.stderr, flush=True)
         child.send_signal(signum)
 
     previous = {sig: signal.signal(sig, forward) for sig in FORWARDED}
@@ -36,7 +65,23 @@ def run_supervised(command: list[str], env: dict[str, str], run_dir: RunDir) -> 
     if code != 0 and (saved := stop_checkpoint_since(run_dir, started)):
         print(f"launch: stopped by a signal after saving checkpoint {saved}; continue with --resume", flush=True)
         return 0
+    if code != 0:
+        print(failure_summary(run_dir, continue_command), file=sys.stderr, flush=True)
     return code
+
+
+def kill_tree(pid: int) -> list[psutil.Process]:
+    """SIGKILL a process and everything under it (not a process group: torchrun starts each worker
+    in a session of its own); returns them, for a caller that waits."""
+    try:
+        root = psutil.Process(pid)
+        processes = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
+    return processes
 
 
 def stop_checkpoint_since(run_dir: RunDir, since: float) -> str | None:

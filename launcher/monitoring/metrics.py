@@ -54,6 +54,10 @@ class JobMetrics:
                                registry=r)
         self.truncated = Counter("facetrain_reader_truncated_shards", "Shards that ended early (truncated tar)",
                                  registry=r)
+        self.truncated_samples = Counter("facetrain_reader_truncated_samples", "Samples that shards which ended "
+                                         "early held after that point", registry=r)
+        self.missing_samples = Gauge("facetrain_reader_missing_samples", "Samples of the training split left out "
+                                     "because their shards are missing or incomplete", registry=r)
         self.checkpoint_seconds = Gauge("facetrain_last_checkpoint_duration_seconds",
                                         "How long the last checkpoint took to write", registry=r)
         self.checkpoint_time = Gauge("facetrain_last_checkpoint_timestamp_seconds",
@@ -102,7 +106,9 @@ class JobMetrics:
             self.gpu_reserved.set(torch.cuda.memory_reserved(device))
 
     def _count_reader_events(self, stats: dict[str, float]) -> None:
-        for key, counter in (("corrupt", self.corrupt), ("truncated_shards", self.truncated)):
+        self.missing_samples.set(stats.get("missing_samples", 0))
+        for key, counter in (("corrupt", self.corrupt), ("truncated_shards", self.truncated),
+                             ("truncated_samples", self.truncated_samples)):
             total = stats.get(key, 0)
             if total > self._reader_seen.get(key, 0):
                 counter.inc(total - self._reader_seen.get(key, 0))

@@ -7,11 +7,13 @@ nothing that looks complete.  ``--resume`` takes the newest complete checkpoint.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import random
 import shutil
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -21,7 +23,7 @@ import torch.distributed as torch_dist
 from launcher.config.schema import CheckpointConfig
 from launcher.errors import JobError
 from launcher.run_dir import RunDir
-from launcher.runtime.dist import DistInfo, all_reduce_sum
+from launcher.runtime.dist import DistInfo, all_gather_object, all_reduce_sum
 from shards.files import write_text_atomic
 
 if TYPE_CHECKING:  # importing deepspeed probes the accelerators: only once a process group starts
@@ -32,6 +34,8 @@ log = logging.getLogger(__name__)
 FORMAT = 2
 """Checkpoint layout version, in complete.json: 2 keeps a TrainState per rank and the model keys of
 facetrain/backbones.py (1: the layout before 2026-12-02, no version field)."""
+FULL_DISK_BYTES = 1 << 20
+"""Free space under which a failed write is put down to a full disk."""
 
 
 def rng_states() -> dict[str, Any]:
@@ -51,6 +55,43 @@ def restore_rng_states(states: dict[str, Any]) -> None:
     torch.set_rng_state(states["torch"])
     if "cuda" in states and torch.cuda.is_available():
         torch.cuda.set_rng_state(states["cuda"])
+
+
+def write_failure(exc: BaseException, directory: Path) -> str:
+    """What went wrong writing a checkpoint, in words: torch's writer reports a full disk as
+    "file write failed" or "iostream error", so the free space decides."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "no space left on device"
+    if isinstance(exc, OSError):
+        return f"{exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}"
+    if shutil.disk_usage(directory).free < FULL_DISK_BYTES:
+        return "no space left on device"
+    return str(exc).strip().splitlines()[0]
+
+
+class FailureRecordingWrites:
+    """A DeepSpeed checkpoint engine around another: the first failed write (torch reports a
+    full disk as a RuntimeError from its writer) is kept, later writes are skipped."""
+
+    def __init__(self, inner: Any):
+        self.inner = inner
+        self.failure: BaseException | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def save(self, state_dict: Any, path: str) -> None:
+        self._recorded(self.inner.save, state_dict, path)
+
+    def makedirs(self, path: str, exist_ok: bool = False) -> None:
+        self._recorded(self.inner.makedirs, path, exist_ok=exist_ok)
+
+    def _recorded(self, write: Any, *args: Any, **kwargs: Any) -> None:
+        if self.failure is None:
+            try:
+                write(*args, **kwargs)
+            except (OSError, RuntimeError) as exc:
+                self.failure = exc
 
 
 class Checkpointer:
@@ -74,10 +115,11 @@ class Checkpointer:
             for leftover in run_dir.staging_leftovers():
                 shutil.rmtree(leftover, ignore_errors=True)
         torch_dist.barrier()
-        engine.save_checkpoint(str(run_dir.checkpoints), tag=staging.name, save_latest=False)
-        torch.save({"rng": rng_states(), "world_size": self.dist.world_size, **rank_state},
-                   staging / RunDir.rank_state_name(self.dist.rank))
-        torch_dist.barrier()
+        failed = self._write(engine, staging, rank_state)
+        failure = f"rank {self.dist.rank}: {write_failure(failed, run_dir.checkpoints)}" if failed else ""
+        failures = [f for f in all_gather_object(failure, self.dist) if f]  # every rank learns of any failure
+        if failures:
+            self._abandon(tag, failures)
         if self.dist.is_main:
             final = run_dir.checkpoint(tag)
             shutil.rmtree(final, ignore_errors=True)
@@ -91,6 +133,41 @@ class Checkpointer:
         torch_dist.barrier()
         log.info("checkpoint %s saved in %.1fs", tag, time.monotonic() - started)
         return tag
+
+    def _write(self, engine: DeepSpeedEngine, staging: Path, rank_state: dict[str, Any]) -> BaseException | None:
+        """This rank's files of a checkpoint; the error that stopped them, if one did.
+
+        DeepSpeed's save ends in a barrier, so a rank must not leave it early: its writes go
+        through a checkpoint engine that records the first failure and skips the rest, and the
+        save runs to its end on every rank."""
+        recorder = engine.checkpoint_engine = FailureRecordingWrites(engine.checkpoint_engine)
+        try:
+            engine.save_checkpoint(str(staging.parent), tag=staging.name, save_latest=False)
+        except (OSError, RuntimeError) as exc:  # a write outside the checkpoint engine (its recovery scripts)
+            torch_dist.barrier()  # the one DeepSpeed's save would have ended with
+            return exc
+        finally:
+            engine.checkpoint_engine = recorder.inner
+        if recorder.failure:
+            return recorder.failure
+        try:
+            torch.save({"rng": rng_states(), "world_size": self.dist.world_size, **rank_state},
+                       staging / RunDir.rank_state_name(self.dist.rank))
+        except (OSError, RuntimeError) as exc:
+            return exc
+        return None
+
+    def _abandon(self, tag: str, failures: list[str]) -> None:
+        """A save some rank could not write: its partial files go, every rank stops with one line."""
+        if self.dist.is_main:
+            shutil.rmtree(self.run_dir.staging(tag), ignore_errors=True)
+        torch_dist.barrier()
+        tags = self.run_dir.complete_tags()
+        kept = f"the previous checkpoint {tags[-1]} is intact" if tags else "there is no earlier checkpoint"
+        room = (f"; checkpoint.keep_last {self.config.keep_last} needs room for {self.config.keep_last + 1} "
+                "checkpoints while one is written") if self.config.keep_last else ""
+        raise JobError(f"checkpoint {tag} could not be written in {self.run_dir.checkpoints} ({failures[0]}); the "
+                       f"partial files were removed and {kept}{room}; make room, then continue with --resume")
 
     def load(self, engine: DeepSpeedEngine, tag: str) -> dict[str, Any]:
         """Restore engine state from ``tag``; returns this rank's saved state (RNG restored)."""

@@ -82,6 +82,23 @@ def broadcast_object(value: Any, dist: DistInfo) -> Any:
     return holder[0]
 
 
+def broadcast_buffers(module: torch.nn.Module, dist: DistInfo) -> None:
+    """Rank 0's buffers (BatchNorm's running statistics) on every rank.  DeepSpeed, unlike DDP,
+    never syncs them: each rank's drift apart, while a checkpoint keeps rank 0's alone."""
+    if dist.world_size > 1:
+        for buffer in module.buffers():
+            torch_dist.broadcast(buffer, src=0)
+
+
+def all_gather_object(value: Any, dist: DistInfo) -> list[Any]:
+    """Every rank's ``value`` (picklable), in rank order, on every rank."""
+    if dist.world_size == 1:
+        return [value]
+    gathered: list[Any] = [None] * dist.world_size
+    torch_dist.all_gather_object(gathered, value)
+    return gathered
+
+
 class _GatherWithGrad(torch.autograd.Function):
     """Forward: all ranks' rows, concatenated in rank order.  Backward: every rank's gradient
     for the gathered rows is summed, and each rank keeps the slice of its own rows, so an

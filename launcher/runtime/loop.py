@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import signal
+import threading
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -23,8 +25,8 @@ from launcher.config.schema import CheckpointConfig, TrainConfig
 from launcher.errors import JobError
 from launcher.monitoring.metrics import JobMetrics
 from launcher.run_dir import RunDir
-from launcher.runtime.checkpoint import Checkpointer
-from launcher.runtime.dist import DistInfo, all_reduce_sum, broadcast_object
+from launcher.runtime.checkpoint import Checkpointer, restore_rng_states, rng_states
+from launcher.runtime.dist import DistInfo, all_reduce_sum, broadcast_buffers, broadcast_object
 from launcher.runtime.results import format_table, write_results
 from launcher.runtime.selection import BestTracker, EarlyStopper
 from launcher.runtime.task import BatchStream, Task
@@ -59,17 +61,36 @@ class RunContext:
 
 
 class StopSignal:
-    """SIGTERM (schedulers), SIGUSR1 (SLURM's pre-emption warning) or SIGHUP (the terminal went
-    away; ``launch`` and torchrun's agent pass it on) asks for a checkpoint and a clean exit."""
+    """SIGTERM (schedulers, ``docker stop``), SIGINT (Ctrl-C), SIGUSR1 (SLURM's pre-emption warning)
+    or SIGHUP (the terminal went away), whoever received it first (``launch``, torchrun's agent and
+    ``launch`` pass them on), asks for a checkpoint at the next step and a clean exit.  A second
+    SIGINT within ABORT_WINDOW_S seconds aborts at once, without a checkpoint.  The parent going
+    away (torchrun's agent killed) asks for a stop too: the job checkpoints instead of training on
+    as orphans."""
 
-    SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGHUP)
+    SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGHUP)
+    ABORT_WINDOW_S = 3.0
+    PARENT_POLL_S = 1.0
 
     def __init__(self) -> None:
         self.requested = False
+        self._interrupted_at = -math.inf
         for sig in self.SIGNALS:
             signal.signal(sig, self._handle)
+        parent = os.getppid()
+        threading.Thread(target=self._watch_parent, args=(parent,), name="parent-watch", daemon=True).start()
 
     def _handle(self, signum: int, frame: Any) -> None:
+        if signum == signal.SIGINT:
+            if time.monotonic() - self._interrupted_at < self.ABORT_WINDOW_S:
+                raise KeyboardInterrupt
+            self._interrupted_at = time.monotonic()
+        self.requested = True
+
+    def _watch_parent(self, parent: int) -> None:
+        while os.getppid() == parent:
+            time.sleep(self.PARENT_POLL_S)
+        log.warning("the process that started this one (pid %d) is gone: checkpointing and stopping", parent)
         self.requested = True
 
 
@@ -134,10 +155,11 @@ class StatsWindow:
 
 
 def reduce_counters(counters: dict[str, float], dist: DistInfo) -> dict[str, float]:
-    """Counters summed over ranks, ``peak_*`` values their maximum (every rank passes the same keys)."""
+    """Counters summed over ranks; ``peak_*`` values, and ``missing_*`` (a property of the data,
+    the same on every rank), their maximum.  Every rank passes the same keys."""
     keys = sorted(counters)
     values = torch.tensor([counters[k] for k in keys], dtype=torch.float64)
-    peaks = torch.tensor([k.startswith("peak_") for k in keys])
+    peaks = torch.tensor([k.startswith(("peak_", "missing_")) for k in keys])
     # one all-reduce: a sum, and the maximum as the sum of one-hot rank slots
     slots = torch.zeros(dist.world_size, len(keys), dtype=torch.float64)
     slots[dist.rank] = values
@@ -251,10 +273,16 @@ class Loop:
         """Evaluate now; a new best checkpoint or an early stop is saved at once, before
         results.json names it."""
         ctx, state = self.ctx, self.state
+        broadcast_buffers(ctx.engine.module, ctx.dist)  # every rank evaluates the model a checkpoint keeps
         ctx.engine.eval()
+        # The random streams training draws from (dropout, ...) come out of an evaluation as they
+        # went in: a DataLoader draws a seed from them, and a resumed run, which does not repeat
+        # the evaluation at its checkpoint's step, must draw what the uninterrupted run drew.
+        random_streams = rng_states()
         # Rank 0's figures on every rank: every decision drawn from them (best checkpoint, early
         # stop) is then the same everywhere, even if the ranks' float arithmetic differed.
         metrics = broadcast_object(ctx.task.evaluate(ctx.engine, state.step, ctx.run_dir.plots), ctx.dist)
+        restore_rng_states(random_streams)
         ctx.engine.train()
         state.evaluations.append({"step": state.step, "metrics": metrics})
         ctx.metrics.evaluated(state.step, metrics)
@@ -272,6 +300,7 @@ class Loop:
     def save(self, for_stop: bool = False) -> None:
         ctx, state = self.ctx, self.state
         started = time.monotonic()
+        broadcast_buffers(ctx.engine.module, ctx.dist)  # the checkpoint holds rank 0's; so does every rank now
         state.reader = ctx.stream.state_dict()
         state.task = ctx.task.state_dict()
         ctx.checkpointer.save(ctx.engine, state.step, {"train_state": state.state_dict()}, for_stop,

@@ -44,6 +44,9 @@ class BatchStream(Protocol):
         """Once per finished epoch: 0/1 tensors marking what this rank saw (identities, images);
         the loop takes their union over ranks.  None otherwise."""
 
+    def close(self) -> None:
+        """Release what the stream holds (worker processes) at the end of the run."""
+
 
 class Task(Protocol):
     """What the engine needs from a task."""

@@ -9,11 +9,13 @@ before any process is spawned.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import random
 import sys
 import warnings
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -22,11 +24,13 @@ import torch.distributed as torch_dist
 from launcher.config.loader import config_yaml
 from launcher.config.schema import JobConfig, load_job_config_or_report
 from launcher.errors import JobError
+from launcher.failures import record_failure
 from launcher.monitoring.exporter import start_exporter
 from launcher.monitoring.metrics import JobMetrics
 from launcher.run_dir import RunDir
+from launcher.run_lock import RunDirLock, held_by_launch
 from launcher.runtime.checkpoint import Checkpointer
-from launcher.runtime.dist import DistInfo, init_distributed
+from launcher.runtime.dist import DistInfo, broadcast_object, init_distributed
 from launcher.runtime.engine import build_engine, compute_dtype
 from launcher.runtime.init_from import load_initial_weights
 from launcher.runtime.logs import setup_logging
@@ -35,6 +39,7 @@ from launcher.runtime.results import format_table
 from launcher.runtime.task import Task
 from launcher.runtime.train_state import TrainState
 from launcher.tasks import task_class
+from shards.availability import MissingData
 
 log = logging.getLogger("launcher")
 
@@ -58,12 +63,11 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def run(job: JobConfig, dist: DistInfo, resume: bool) -> bool:
+def run(job: JobConfig, dist: DistInfo, resume: bool, stop: StopSignal) -> bool:
     """Build everything from the config and train; returns False if stopped by a signal."""
     run_dir = RunDir(job.run_dir)
     if not resume and (existing := run_dir.existing_checkpoint_error()):
         raise existing
-    stop = StopSignal()
     task: Task = task_class(job.task.name)(job.task, dist)
     seed_everything(job.train.seed)  # the same initial model on every rank
     model = task.build_model()
@@ -97,11 +101,34 @@ def run(job: JobConfig, dist: DistInfo, resume: bool) -> bool:
         finished = Loop(ctx, state, stop, resumed=bool(saved)).run()
         ended_cleanly = True
     finally:
+        ctx.stream.close()
         if exporter:
             exporter.close(leave_targets=ended_cleanly)  # a crashed job stays listed: its targets go down
     if dist.is_main and finished:
         print(f"\nresults ({run_dir.results})\n{format_table(state.evaluations)}", flush=True)
     return finished
+
+
+@contextlib.contextmanager
+def run_dir_held(run_dir: RunDir, dist: DistInfo) -> Iterator[None]:
+    """The run directory's lock, for a job started without ``launch`` (which holds it otherwise):
+    rank 0 takes it, and every rank learns whether it did, so all stop with the same line."""
+    if held_by_launch(os.environ):
+        yield
+        return
+    lock = RunDirLock(run_dir, "rank 0 of a job started without launch")
+    error = None
+    if dist.is_main:
+        try:
+            lock.acquire()
+        except JobError as exc:
+            error = str(exc)
+    if error := broadcast_object(error, dist):
+        raise JobError(error)
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def lost_a_peer(exc: Exception) -> bool:
@@ -113,6 +140,9 @@ def lost_a_peer(exc: Exception) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # First of all: a stop signal during start-up (rendezvous, building the engine, loading the
+    # checkpoint) is heeded at the first step boundary instead of killing the process.
+    stop = StopSignal()
     job = load_job_config_or_report(args.config, args.set)
     if job is None:
         return 2
@@ -123,19 +153,26 @@ def main(argv: list[str] | None = None) -> int:
     restart = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
     if restart and dist.is_main:
         log.warning("worker group restart %d: resuming from the newest complete checkpoint", restart)
+    run_dir = RunDir(job.run_dir)
     try:
-        run(job, dist, args.resume or restart > 0)
+        with run_dir_held(run_dir, dist):
+            run(job, dist, args.resume or restart > 0, stop)
         return 0
-    except JobError as exc:
+    except (JobError, MissingData) as exc:  # MissingData: more of the data lost while training than allowed
         log.error("%s", exc)
+        record_failure(run_dir, dist.rank, str(exc), after_a_peer_died=False)
         return 2
+    except KeyboardInterrupt:
+        log.error("rank %d: aborted by a second SIGINT, without a checkpoint", dist.rank)
+        return 130
     except Exception as exc:
+        first_line = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
         if lost_a_peer(exc):
             log.error("rank %d: a collective failed, most likely because another process of the job died "
-                      "(torchrun restarts the group when max_restarts allows): %s",
-                      dist.rank, str(exc).splitlines()[0])
+                      "(torchrun restarts the group when max_restarts allows): %s", dist.rank, first_line)
         else:
             log.exception("rank %d failed", dist.rank)
+        record_failure(run_dir, dist.rank, first_line, after_a_peer_died=lost_a_peer(exc))
         return 1
     finally:
         if torch_dist.is_initialized():

@@ -16,6 +16,7 @@ import torch
 import yaml
 
 from facetrain.demo_data import write_casia_layout
+from launcher.launch import supervise
 from shards.cli import main as shards_main
 
 JOB = {
@@ -97,14 +98,5 @@ def wait_for(predicate, timeout: float, what: str) -> None:
 
 
 def kill_tree(pid: int) -> None:
-    """SIGKILL a process and everything under it.  Not a process group: torchrun starts each
-    worker in a session of its own, and workers outlive a killed agent."""
-    try:
-        root = psutil.Process(pid)
-        tree = [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return
-    for process in tree:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            process.kill()
-    psutil.wait_procs(tree, timeout=30)
+    """SIGKILL a job's whole tree (launch, the agent, workers, their reader processes) and wait."""
+    psutil.wait_procs(supervise.kill_tree(pid), timeout=30)

@@ -8,6 +8,8 @@ import contextlib
 import io
 import json
 import shutil
+import subprocess
+import sys
 
 import torch
 
@@ -69,9 +71,12 @@ def test_triplet_plus_arcface_evaluated_on_lfw_pairs(face_shards, tmp_path, subp
     assert results["evaluations"][-1]["metrics"]["verification_pairs"] == 7  # the LFW fixture's usable pairs
 
 
-def test_a_missing_shard_folder_is_one_clear_line(tmp_path, subprocess_env):
+def test_a_missing_shard_folder_is_one_clear_line_in_a_job_started_without_launch(tmp_path, subprocess_env):
+    """(``launch`` refuses it before starting anything: tests/e2e/test_launch_cli.py.)"""
     config = write_job(tmp_path, "missing", tmp_path / "no_such_shards")
-    proc = run_job(config, subprocess_env, nproc=1)
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=1",
+                           "-m", "launcher.runtime.train", str(config)], env=subprocess_env, capture_output=True,
+                          text=True, timeout=180)
     assert proc.returncode != 0
     assert f"ERROR launcher: {tmp_path / 'no_such_shards' / 'manifest.json'}: missing" in proc.stderr
     assert "facetrain/face_task.py" not in proc.stderr  # no stack trace of ours

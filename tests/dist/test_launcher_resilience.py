@@ -5,7 +5,6 @@ worker restarted by torchrun and resumed with the same samples, a stop signal se
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -17,7 +16,7 @@ import torch
 from launcher.launch.cluster import ClusterConfig
 from launcher.launch.commands import WorkerArgs, torchrun_plan
 from launcher.runtime.dist import free_port
-from tests.dist.jobs import checkpoint_dir, final_parameters, launch_command, results, wait_for, write_job
+from tests.dist.jobs import checkpoint_dir, final_parameters, results, wait_for, write_job
 
 
 def assert_ok(proc) -> None:
@@ -96,23 +95,3 @@ def test_sigkilled_worker_is_restarted_and_resumes_with_the_same_samples(face_sh
     expected, got = final_parameters(reference, 30), final_parameters(interrupted, 30)
     for name in expected:
         assert torch.equal(expected[name], got[name]), name
-
-
-def test_a_stop_signal_to_launch_saves_and_exits_zero_then_resumes(face_shards, tmp_path, subprocess_env):
-    config = write_job(tmp_path, "job", face_shards, train={"steps": 400}, checkpoint={"every_steps": 0})
-    job = subprocess.Popen(launch_command(config), env=subprocess_env, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True)
-    wait_for(lambda: (checkpoint_dir(config).parent / "results.json").exists(), timeout=180,
-             what="the first evaluation")
-    os.kill(job.pid, signal.SIGUSR1)  # SLURM's preemption warning, sent to the launching process
-    stdout, stderr = job.communicate(timeout=180)
-    assert job.returncode == 0, stderr[-5000:]
-    assert "stop signal: checkpoint saved" in stderr
-    saved = [p.name for p in checkpoint_dir(config).glob("step*")]
-    assert len(saved) == 1 and f"stopped by a signal after saving checkpoint {saved[0]}" in stdout
-
-    stopped_at = int(saved[0].removeprefix("step"))
-    resumed = subprocess.run(launch_command(config, "--resume", "--set", f"train.steps={stopped_at + 3}"),
-                             env=subprocess_env, capture_output=True, text=True, timeout=300)
-    assert_ok(resumed)
-    assert results(config)["steps"] == stopped_at + 3

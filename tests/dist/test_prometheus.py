@@ -51,8 +51,7 @@ def test_prometheus_scrapes_both_ranks_of_a_live_job(face_shards, tmp_path, subp
     tools = require("prometheus", "promtool")
     runs = tmp_path / "runs"
     runs.mkdir()
-    config = write_job(runs, "live", face_shards, train={"steps": 5000, "log_every": 100}, metrics={"port": 0},
-                       task={"stream": {"num_workers": 0}})  # SIGTERM at the end: see docs/launching.md
+    config = write_job(runs, "live", face_shards, train={"steps": 5000, "log_every": 100}, metrics={"port": 0})
     prometheus_config(tmp_path, runs / "prometheus_targets")
     port = free_port()
     server = start_server([tools["prometheus"], f"--config.file={tmp_path / 'prometheus.yml'}",

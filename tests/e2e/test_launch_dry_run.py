@@ -20,15 +20,15 @@ from tests.dist.jobs import write_job
 
 PY = sys.executable
 STOP = "--signals-to-handle=SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1"
-TORCHRUN_ENV = "OMP_NUM_THREADS=4 TORCH_ELASTIC_SHUTDOWN_TIMEOUT=120 TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1"
+ELASTIC = "TORCH_ELASTIC_SHUTDOWN_TIMEOUT=120 TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1"
 
 
 @pytest.fixture
-def job(tmp_path, monkeypatch) -> Path:
+def job(tmp_path, monkeypatch, face_shards) -> Path:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(os, "cpu_count", lambda: 8)  # the thread split below assumes 8 cores
-    return write_job(tmp_path)
+    return write_job(tmp_path, "job", face_shards)  # real shards: a start that is not a dry run checks them
 
 
 def dry_run(capsys, *args) -> str:
@@ -54,9 +54,10 @@ def write_cluster(path: Path, **fields) -> Path:
 def test_multi_node_torchrun_with_c10d_rendezvous_and_elastic_range(job, capsys):
     out = dry_run(capsys, job, "--launcher", "torchrun", "--nnodes", "2:4", "--nproc", 2,
                   "--rdzv-endpoint", "node0.cluster:29400", "--max-restarts", 3, "--set", "train.steps=9")
+    # no FACETRAIN_RUN_LOCK: with a c10d rendezvous, rank 0 takes the run directory's lock
     rdzv_id = "job-" + hashlib.sha1(str(job.parent / "job").encode()).hexdigest()[:10]
     assert out == (
-        f"{TORCHRUN_ENV} {PY} -m torch.distributed.run --nnodes=2:4 --rdzv-backend=c10d "
+        f"OMP_NUM_THREADS=4 {ELASTIC} {PY} -m torch.distributed.run --nnodes=2:4 --rdzv-backend=c10d "
         f"--rdzv-endpoint=node0.cluster:29400 --rdzv-id={rdzv_id} --rdzv-conf=join_timeout=120 "
         f"--nproc-per-node=2 --max-restarts=3 {STOP} -m launcher.runtime.train {job} --set train.steps=9\n")
 
@@ -65,7 +66,7 @@ def test_multi_node_torchrun_with_static_node_rank(job, capsys):
     out = dry_run(capsys, job, "--launcher", "torchrun", "--nnodes", 2, "--node-rank", 1, "--nproc", 8,
                   "--rdzv-endpoint", "10.0.0.1:29500", "--resume")
     assert out == (
-        f"OMP_NUM_THREADS=1 TORCH_ELASTIC_SHUTDOWN_TIMEOUT=120 TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 "
+        f"OMP_NUM_THREADS=1 FACETRAIN_RUN_LOCK=launch {ELASTIC} "  # node 0's launch holds the lock
         f"{PY} -m torch.distributed.run --nnodes=2 --node-rank=1 --master-addr=10.0.0.1 --master-port=29500 "
         f"--nproc-per-node=8 --max-restarts=0 {STOP} -m launcher.runtime.train {job} --resume\n")
 
@@ -83,7 +84,9 @@ def test_deepspeed_launcher_with_hostfile_writes_deepspeed_env(job, capsys, monk
         f"# {env_file}\n"
         "TORCH_NCCL_ASYNC_ERROR_HANDLING=1\n"
         "OMP_NUM_THREADS=2\n"
-        f"DS_ENV_FILE={env_file} {PY} -m deepspeed.launcher.runner --hostfile={hostfile} --exclude=worker-2 "
+        "FACETRAIN_RUN_LOCK=launch\n"
+        f"DS_ENV_FILE={env_file} FACETRAIN_RUN_LOCK=launch {PY} -m deepspeed.launcher.runner --hostfile={hostfile} "
+        "--exclude=worker-2 "
         f"--master_addr=worker-0 --master_port=29500 --no_local_rank --module launcher.runtime.train {job}\n")
     assert not env_file.exists()  # a dry run writes nothing
 
@@ -225,13 +228,15 @@ def test_submit_without_sbatch_says_where_to_submit(job, capsys, monkeypatch, tm
     assert "sbatch is not on PATH: submit" in capsys.readouterr().err
 
 
-def test_no_deepspeed_env_file_when_nothing_is_forwarded(job, capsys, monkeypatch, tmp_path):
+def test_the_deepspeed_env_file_says_launch_holds_the_lock_when_nothing_else_is_forwarded(job, capsys, monkeypatch,
+                                                                                           tmp_path):
     hostfile = tmp_path / "hostfile"
     hostfile.write_text("worker-0 slots=2\n")
     monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's own value, and no prefixes to forward
     cluster = write_cluster(tmp_path / "cluster.yaml", launcher="deepspeed", hostfile=str(hostfile), forward_env=[])
     out = dry_run(capsys, job, "--cluster", cluster)
-    assert "DS_ENV_FILE" not in out and ".deepspeed_env" not in out
+    env_file = tmp_path / "job" / "launch" / ".deepspeed_env"
+    assert out.startswith(f"# {env_file}\nFACETRAIN_RUN_LOCK=launch\nDS_ENV_FILE=")
 
 
 def test_processes_per_node_follow_the_gpus_a_worker_would_see(tmp_path):

@@ -6,6 +6,8 @@ import contextlib
 import io
 import itertools
 import json
+import shutil
+import tarfile
 from collections import Counter
 from pathlib import Path
 
@@ -14,6 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
+from shards.availability import MissingData
 from shards.cli import main
 from shards.eval_reader import eval_loader
 from shards.loader import StreamLoader
@@ -136,8 +139,9 @@ def test_too_few_identities_is_a_clear_error(face_shards):
         StreamLoader(config(face_shards, images_per_identity=13, small_identities="skip", buffer_samples=64), 0, 1)
 
 
-@pytest.mark.parametrize("workers", [0, 2])
-def test_corrupt_and_truncated_shards_are_counted_and_batches_stay_full(face_shards, tmp_path, workers):
+def damaged_copy(face_shards: Path, tmp_path: Path) -> tuple[Path, set[str]]:
+    """A copy of the shards with two images zeroed in the first train shard and the second train
+    shard's tail zeroed (same size: it reads as a shorter archive); returns the zeroed images' keys."""
     damaged = tmp_path / "damaged"
     damaged.mkdir()
     for path in face_shards.iterdir():
@@ -155,10 +159,18 @@ def test_corrupt_and_truncated_shards_are_counted_and_batches_stay_full(face_sha
         data = data.replace(victim["jpg"], b"\0" * len(victim["jpg"]), 1)
     first.write_bytes(data)
     second = damaged / "train-000001.tar"
-    second.write_bytes(second.read_bytes()[:6000])
+    with tarfile.open(second) as tar:  # zeroed from the header of its fourth sample on
+        cut = next(m.offset for m in tar.getmembers() if m.name.startswith(f"{sorted(read_samples(second)[0])[3]}."))
+    data = second.read_bytes()
+    second.write_bytes(data[:cut] + b"\0" * (len(data) - cut))
+    return damaged, {json.loads(v["json"])["key"] for v in victims}
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_corrupt_and_truncated_shards_are_counted_and_batches_stay_full(face_shards, tmp_path, workers):
+    damaged, victim_keys = damaged_copy(face_shards, tmp_path)
     truth = source_truth(face_shards, face_shards.parent / "src")
-    victim_keys = {json.loads(v["json"])["key"] for v in victims}
-    loader = StreamLoader(config(damaged, num_workers=workers, augment=EXACT), rank=0, world_size=1)
+    loader = StreamLoader(config(damaged, num_workers=workers, augment=EXACT, max_missing_fraction=0.5), 0, 1)
     for _ in range(40):
         batch = next(loader)
         counts = Counter(batch["label"].tolist())
@@ -167,6 +179,39 @@ def test_corrupt_and_truncated_shards_are_counted_and_batches_stay_full(face_sha
         assert_images_are_their_keys(batch, truth)  # a repaired slot holds its donor's pixels, not stale ones
     stats = loader.stats()
     assert stats["corrupt"] >= 2 and stats["truncated_shards"] >= 1
+    held = json.loads((damaged / "manifest.json").read_text())["shards"][1]["count"]
+    assert 0 < stats["truncated_samples"] <= 3 * held  # three passes over the shard at most in 480 samples
+    assert stats["read"] >= 480
+
+
+def test_losing_more_samples_while_reading_than_allowed_stops_at_the_epoch_end(face_shards, tmp_path):
+    damaged, _ = damaged_copy(face_shards, tmp_path)
+    loader = StreamLoader(config(damaged, num_workers=0), 0, 1)  # max_missing_fraction 0.01
+    with pytest.raises(MissingData, match=r"split 'train': rank 0 lost \d+ of \d+ samples \(\d+\.\d%, more than the "
+                       r"1\.0% allowed by max_missing_fraction\) to undecodable images or damaged shards"):
+        for _ in range(loader.steps_per_epoch):
+            next(loader)
+
+
+def test_missing_shards_are_left_out_and_counted_within_the_allowance_and_refused_beyond(face_shards, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(face_shards, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    gone = manifest["shards"][3]
+    assert gone["split"] == "train"
+    (copy / gone["name"]).unlink()
+    with pytest.raises(MissingData) as refused:
+        StreamLoader(config(copy, num_workers=0), 0, 1)
+    total = manifest["splits"]["train"]["samples"]
+    assert str(refused.value) == (
+        f"{copy}: split 'train' is missing {gone['count']} of {total} samples ({gone['count'] / total:.1%}, more "
+        f"than the 1.0% allowed by max_missing_fraction) in 1 of 9 shards: {copy / gone['name']} (missing)")
+
+    loader = StreamLoader(config(copy, num_workers=0, max_missing_fraction=0.2), 0, 1)
+    gone_keys = set(read_samples(face_shards / gone["name"])[0])
+    for _ in range(loader.steps_per_epoch):
+        assert not gone_keys & set(next(loader)["key"])
+    assert loader.stats()["missing_shards"] == 1 and loader.stats()["missing_samples"] == gone["count"]
 
 
 def test_shuffle_mode_balances_classes(tmp_path):

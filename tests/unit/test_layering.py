@@ -48,7 +48,8 @@ def test_task_table_entries_resolve_to_task_classes():
 # types only under TYPE_CHECKING, which the AST walk sees too; that is allowed where listed).
 LAUNCHER_ROOMS = {
     "launcher.config": {"launcher.config", "launcher.errors", "launcher.tasks"},
-    "launcher.launch": {"launcher.config", "launcher.errors", "launcher.run_dir", "launcher.launch"},
+    "launcher.launch": {"launcher.config", "launcher.errors", "launcher.run_dir", "launcher.run_lock",
+                        "launcher.failures", "launcher.launch"},
     "launcher.monitoring": {"launcher.config", "launcher.errors", "launcher.run_dir", "launcher.monitoring",
                             "launcher.runtime.dist", "launcher.runtime.task"},
 }

@@ -33,7 +33,7 @@ class Stream:
     epoch = 3
 
     def __init__(self):
-        self.counts = {"corrupt": 0, "truncated_shards": 0}
+        self.counts = {"corrupt": 0, "truncated_shards": 0, "truncated_samples": 0, "missing_samples": 7}
 
     def stats(self):
         return dict(self.counts)
@@ -46,7 +46,7 @@ def test_steps_samples_times_and_reader_counters():
     metrics.micro_step(32, seconds=0.3, wait=0.01)  # accumulation
     stream.counts["corrupt"] = 2
     metrics.optimizer_step(11, learning_rate=1e-3, stream=stream, device=torch.device("cpu"))
-    stream.counts.update(corrupt=3, truncated_shards=1)
+    stream.counts.update(corrupt=3, truncated_shards=1, truncated_samples=5)
     metrics.micro_step(32, seconds=0.1, wait=0.0)
     metrics.optimizer_step(12, learning_rate=2e-3, stream=stream, device=torch.device("cpu"))
     metrics.logged({"loss": 0.3, "active_triplets": 0.5, "samples_per_second": 640.0})
@@ -62,6 +62,8 @@ def test_steps_samples_times_and_reader_counters():
     assert ("facetrain_task_stat", (("stat", "samples_per_second"),)) not in got  # the job's, not a task stat
     assert got[("facetrain_reader_corrupt_samples_total", ())] == 3
     assert got[("facetrain_reader_truncated_shards_total", ())] == 1
+    assert got[("facetrain_reader_truncated_samples_total", ())] == 5
+    assert got[("facetrain_reader_missing_samples", ())] == 7
     assert got[("facetrain_epoch", ())] == 3 and got[("facetrain_target_steps", ())] == 100
     assert got[("facetrain_job_info", (("task", "face_triplet"), ("world_size", "2")))] == 1
     assert not any(name.startswith("facetrain_gpu") for name, _ in got)  # only when CUDA is present
