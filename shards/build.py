@@ -24,8 +24,16 @@ from shards.formats.lfw import key_pairs
 from shards.imaging import tally_pixels
 from shards.items import ScanResult, Skip, SourceItem, unique_keys
 from shards.manifest import FORMAT_VERSION, MANIFEST
-from shards.options import BuildOptions, parse_split
-from shards.plan import ShardPlan, assign_splits, plan_shards, single_image_groups
+from shards.options import BuildOptions, SplitMethod, split_method
+from shards.plan import (
+    ShardPlan,
+    assign_folds,
+    assign_splits,
+    groups_in_several,
+    plan_shards,
+    single_image_groups,
+    stratified_on,
+)
 from shards.writer import one_thread_per_worker, sha256_of, work_dir, write_shard
 
 
@@ -95,14 +103,15 @@ def completed(plan: ShardPlan, options: BuildOptions) -> dict[str, Any] | None:
 
 
 def build(options: BuildOptions, command: str) -> dict[str, Any]:
-    scanned = scan(options)
-    fmt = FORMATS[options.format]
     try:
-        split_of = assign_splits(scanned.items, parse_split(options.split), options.seed)
+        method = split_method(options)  # before the scan, which can take minutes
     except ValueError as exc:
         raise BuildError(str(exc)) from None
-    plans = plan_shards(scanned.items, split_of, options.maxcount, options.maxsize)
+    scanned = scan(options)
+    fmt = FORMATS[options.format]
     label_ids = label_table(scanned.items, fmt.label_order)
+    split_of, split_record = split_items(options, method, scanned.items, list(label_ids))
+    plans = plan_shards(scanned.items, split_of, options.maxcount, options.maxsize)
     build_print = fingerprint(options, plans)
     prepare_output(options, build_print)
 
@@ -128,9 +137,54 @@ def build(options: BuildOptions, command: str) -> dict[str, Any]:
         flagged += [Skip(g, "identity has a single image: no positive pair") for g in
                     single_image_groups(scanned.items)]
     manifest = assemble_manifest(options, command, build_print, scanned, plans, results, label_ids,
-                                 flagged, reused=len(plans) - len(todo), intensity=fmt.intensity)
+                                 flagged, reused=len(plans) - len(todo), intensity=fmt.intensity,
+                                 split_record=split_record)
     write_json_atomic(options.out / MANIFEST, manifest)
     return manifest
+
+
+def group_kind(items: list[SourceItem]) -> str:
+    """What a group is in this data set, for messages and the manifest."""
+    if all("patient" in i.meta for i in items):
+        return "patient"
+    if all(i.label == i.group for i in items):
+        return "identity"
+    return "image" if len({i.group for i in items}) == len(items) else "group"
+
+
+def split_items(options: BuildOptions, method: SplitMethod, items: list[SourceItem],
+                label_order: list[str]) -> tuple[dict[str, str], dict[str, Any]]:
+    """key -> split, and the manifest's ``split_method``: how the split was made, and a check
+    that no group is in two splits (an error naming them, unless --allow-group-leak)."""
+    try:
+        if method.name == "folds":
+            split_of = assign_folds(items, method.test_fold, method.val_fold)
+        else:
+            split_of = assign_splits(items, method.ratios, options.seed, label_order=label_order,
+                                     stratify=method.name == "stratified")
+    except ValueError as exc:
+        raise BuildError(str(exc)) from None
+    kind = group_kind(items)
+    record: dict[str, Any] = {"method": method.name, "group": kind,
+                              "seed": options.seed if method.ratios else None}
+    if method.ratios:
+        record["ratios"] = method.ratios
+    if method.name == "stratified":
+        record["stratified_on"] = stratified_on(label_order)
+    if method.name == "folds":
+        record.update(test_fold=method.test_fold, val_fold=method.val_fold,
+                      folds=sorted({i.meta["fold"] for i in items}))
+        # A group over several folds leaks in a cross-validation even where this build's folds keep it whole.
+        record["in_several_folds"] = groups_in_several(items, {i.key: i.meta["fold"] for i in items})
+    leaks = groups_in_several(items, split_of)
+    if leaks and not options.allow_group_leak:
+        named = ", ".join(f"{g} ({'+'.join(s)})" for g, s in list(leaks.items())[:10])
+        more = f" and {len(leaks) - 10} more" if len(leaks) > 10 else ""
+        cause = "the source's folds put them there" if method.name == "folds" else f"the {method.name} split"
+        raise BuildError(f"{len(leaks)} {kind}(s) in more than one split ({cause}): {named}{more}; "
+                         "--allow-group-leak builds anyway and names them in the manifest")
+    record.update(allow_group_leak=options.allow_group_leak, leaks=leaks)
+    return split_of, record
 
 
 def _run(writer, plans: list[ShardPlan], workers: int, threads_limited: bool):
@@ -144,7 +198,7 @@ def _run(writer, plans: list[ShardPlan], workers: int, threads_limited: bool):
 
 
 def assemble_manifest(options, command, build_print, scanned, plans, results, label_ids, flagged,
-                      reused, intensity) -> dict[str, Any]:
+                      reused, intensity, split_record) -> dict[str, Any]:
     by_name = {r["name"]: r for r in results}
     ordered = [by_name[p.name] for p in plans]
     label_counts = Counter()
@@ -159,13 +213,18 @@ def assemble_manifest(options, command, build_print, scanned, plans, results, la
         split_labels = Counter()
         for result in in_split:
             split_labels.update(result["labels"])
+        samples = sum(r["count"] for r in in_split)
         splits[split] = {
             "shards": [r["name"] for r in in_split],
-            "samples": sum(r["count"] for r in in_split),
+            "samples": samples,
             "groups": len(groups),
             "labels": dict(sorted(split_labels.items())),
+            "class_ratio": {name: round(split_labels[name] / samples, 4) for name in label_ids
+                            if split_labels[name]} if samples else {},
             "pixels": tally_pixels(kind for r in in_split for kind in r["pixels"]),
         }
+        if split_record["group"] == "patient":  # a few hundred ids that results can cite
+            splits[split]["patients"] = sorted(groups)
     skipped = [vars(s) for s in scanned.skipped] + [s for r in ordered for s in r["skipped"]]
     manifest = {
         "format_version": FORMAT_VERSION,
@@ -176,6 +235,7 @@ def assemble_manifest(options, command, build_print, scanned, plans, results, la
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "shards": [{k: r[k] for k in ("name", "split", "count", "bytes", "sha256")} for r in ordered],
         "labels": {name: {"id": i, "count": label_counts.get(name, 0)} for name, i in label_ids.items()},
+        "split_method": split_record,
         "splits": splits,
         "skipped": skipped,
         "flagged": [vars(f) for f in flagged] + [f for r in ordered for f in r["flagged"]],

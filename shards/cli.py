@@ -1,6 +1,7 @@
 """``shards``: build, verify and summarise WebDataset shards.
 
     shards build FORMAT SRC OUT [options]
+        [--split train=0.7,val=0.15,test=0.15 [--stratify] --seed S | --split folds --test-fold K [--val-fold J]]
     shards verify OUT [--sample N] [--min-size S]
     shards stats OUT
 """
@@ -60,8 +61,15 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--maxcount", type=positive_int, default=10_000, help="samples per shard")
     b.add_argument("--maxsize", type=byte_size, default=10**9, help="source bytes per shard")
     b.add_argument("--workers", type=positive_int, default=1, help="worker processes")
-    b.add_argument("--split", help="by group: train=0.9,val=0.1 (default: the official split)")
+    b.add_argument("--split", help="by group: train=0.9,val=0.1, or 'folds' (the dataset's own; "
+                   "--test-fold) (default: the official split)")
     b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--stratify", action="store_true",
+                   help="with ratios: each split's class mix as close as whole groups allow to the dataset's")
+    b.add_argument("--test-fold", type=int, metavar="K", help="with --split folds: fold K is 'test'")
+    b.add_argument("--val-fold", type=int, metavar="J", help="with --split folds: fold J is 'val'")
+    b.add_argument("--allow-group-leak", action="store_true",
+                   help="build even if the source's folds put a patient in two splits (named in the manifest)")
     b.add_argument("--limit", type=positive_int, help="only the first N samples (quick trials)")
     b.add_argument("--attributes", type=Path, help="CSV of per-identity attributes (first column: id)")
     b.add_argument("--min-size", type=positive_int, default=2, help=MIN_SIZE_HELP)
@@ -95,6 +103,8 @@ def run_build(args: argparse.Namespace, argv: list[str]) -> int:
         format=args.format, src=args.src, out=args.out, size=args.size, quality=args.quality,
         align=args.align, template=args.template, unaligned=args.unaligned, maxcount=args.maxcount,
         maxsize=args.maxsize, workers=args.workers, split=args.split, seed=args.seed,
+        stratify=args.stratify, test_fold=args.test_fold, val_fold=args.val_fold,
+        allow_group_leak=args.allow_group_leak,
         limit=args.limit, attributes=args.attributes, min_size=args.min_size,
     )
     started = time.monotonic()

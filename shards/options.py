@@ -6,6 +6,9 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
+ADDED_LATER = {"stratify": False, "test_fold": None, "val_fold": None, "allow_group_leak": False}
+"""Options added after shard folders were first built, left out of the fingerprint at these defaults."""
+
 
 @dataclass(frozen=True)
 class BuildOptions:
@@ -27,9 +30,18 @@ class BuildOptions:
     build produces the same shard names)."""
     workers: int = 1
     split: str | None = None
-    """'train=0.9,val=0.1': ratios of groups (identities or patients); None keeps the
-    dataset's official split, or puts everything in 'train'."""
+    """'train=0.9,val=0.1': ratios of groups (identities or patients); 'folds': the dataset's
+    own folds (``test_fold``, ``val_fold``); None keeps the dataset's official split, or puts
+    everything in 'train'."""
     seed: int = 0
+    stratify: bool = False
+    """With ratios: deal groups so each split's class mix matches the dataset's (plan.py)."""
+    test_fold: int | None = None
+    """With ``split='folds'``: this fold is 'test', the others 'train'."""
+    val_fold: int | None = None
+    """With ``split='folds'``: this fold is 'val' (optional)."""
+    allow_group_leak: bool = False
+    """Build even if the source's folds put one group (patient) in two splits; the manifest names them."""
     limit: int | None = None
     attributes: Path | None = None
     """CSV of per-identity attributes joined into each sample's json (e.g. FEI gender)."""
@@ -41,6 +53,9 @@ class BuildOptions:
         fields = dataclasses.asdict(self)
         for name in ("out", "workers"):
             fields.pop(name)
+        for name, default in ADDED_LATER.items():  # so folders built before them keep their fingerprint
+            if fields[name] == default:
+                fields.pop(name)
         return {k: str(v) if isinstance(v, Path) else v for k, v in fields.items()}
 
 
@@ -54,9 +69,42 @@ def parse_split(spec: str | None) -> dict[str, float] | None:
         try:
             ratios[name.strip()] = float(value)
         except ValueError:
-            raise ValueError(f"--split {spec!r}: expected NAME=RATIO[,NAME=RATIO...]") from None
+            raise ValueError(f"--split {spec!r}: expected NAME=RATIO[,NAME=RATIO...] or folds") from None
         if not sep or not name.strip() or ratios[name.strip()] < 0:
-            raise ValueError(f"--split {spec!r}: expected NAME=RATIO[,NAME=RATIO...]")
+            raise ValueError(f"--split {spec!r}: expected NAME=RATIO[,NAME=RATIO...] or folds")
     if abs(sum(ratios.values()) - 1.0) > 1e-6:
         raise ValueError(f"--split {spec!r}: ratios sum to {sum(ratios.values()):g}, not 1")
     return ratios
+
+
+@dataclass(frozen=True)
+class SplitMethod:
+    """How ``shards build`` assigns groups to splits, checked before anything is scanned."""
+
+    name: str
+    """'official', 'ratios', 'stratified' or 'folds'."""
+    ratios: dict[str, float] | None = None
+    test_fold: int | None = None
+    val_fold: int | None = None
+
+
+def split_method(options: BuildOptions) -> SplitMethod:
+    """The split the options ask for; ValueError (one line) for a combination that makes no sense."""
+    folds = options.split is not None and options.split.strip() == "folds"
+    if not folds:
+        for flag, value in (("--test-fold", options.test_fold), ("--val-fold", options.val_fold)):
+            if value is not None:
+                raise ValueError(f"{flag} is for --split folds")
+    if options.split is None:
+        if options.stratify:
+            raise ValueError("--stratify needs ratios: --split train=0.7,val=0.15,test=0.15")
+        return SplitMethod("official")
+    if folds:
+        if options.stratify:
+            raise ValueError("--stratify is for ratios; --split folds keeps the dataset's folds as they are")
+        if options.test_fold is None:
+            raise ValueError("--split folds needs --test-fold K (and optionally --val-fold J)")
+        if options.val_fold == options.test_fold:
+            raise ValueError(f"--val-fold {options.val_fold} is also --test-fold: choose another fold")
+        return SplitMethod("folds", test_fold=options.test_fold, val_fold=options.val_fold)
+    return SplitMethod("stratified" if options.stratify else "ratios", ratios=parse_split(options.split))

@@ -123,9 +123,15 @@ def stats(out: Path) -> str:
     manifest = load_manifest(out)
     lines = [f"{out}: {manifest['dataset_format']}, {len(manifest['shards'])} shards, "
              f"{sum(s['bytes'] for s in manifest['shards']) / 1e6:.1f} MB"]
+    if "split_method" in manifest:  # manifests from before split methods were recorded have none
+        lines.append(describe_split(manifest["split_method"]))
     lines.append(f"{'split':<10} {'shards':>7} {'samples':>9} {'groups':>7}")
     for name, split in manifest["splits"].items():
         lines.append(f"{name:<10} {len(split['shards']):>7} {split['samples']:>9} {split['groups']:>7}")
+    if len(manifest["labels"]) <= MAX_CLASSES_LISTED:
+        lines += [f"classes {name}: " + ", ".join(f"{label} {split['labels'].get(label, 0)} ({share:.1%})"
+                                                  for label, share in class_shares(split, manifest["labels"]))
+                  for name, split in manifest["splits"].items()]
     tallies = {name: split["pixels"] for name, split in manifest["splits"].items()
                if "pixels" in split}  # manifests from before bit depths were recorded have none
     lines += [f"pixels {name}: {describe_pixels(kinds)}" for name, kinds in tallies.items()]
@@ -143,6 +149,31 @@ def stats(out: Path) -> str:
         folds = Counter(p["fold"] for p in manifest["pairs"])
         lines.append(f"pairs: {len(manifest['pairs'])} in {len(folds)} folds")
     return "\n".join(lines)
+
+
+MAX_CLASSES_LISTED = 10
+"""``stats`` lists the class mix of each split for data sets with at most this many classes (the
+medical ones); face sets have thousands of identities."""
+
+
+def class_shares(split: dict[str, Any], labels: dict[str, Any]) -> list[tuple[str, float]]:
+    """(label, share of the split's samples) in label-table order."""
+    return [(label, split["labels"].get(label, 0) / max(split["samples"], 1)) for label in labels]
+
+
+def describe_split(record: dict[str, Any]) -> str:
+    """One line for the manifest's ``split_method``."""
+    how = record["method"]
+    if record.get("ratios"):
+        how += " " + ",".join(f"{k}={v:g}" for k, v in record["ratios"].items()) + f" seed {record['seed']}"
+    if record.get("stratified_on"):
+        how += f" (on the {record['stratified_on']})"
+    if record["method"] == "folds":
+        val = record["val_fold"]
+        how += f" test={record['test_fold']}" + (f" val={val}" if val is not None else "")
+    leaks = record.get("leaks", {})
+    leak = f"; {len(leaks)} {record['group']}(s) in two splits (allowed)" if leaks else ""
+    return f"split: {how}, by {record['group']}{leak}"
 
 
 def _reasons(title: str, entries: list[dict[str, Any]]) -> list[str]:
