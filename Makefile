@@ -6,7 +6,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 NPROC ?= 2
 
-.PHONY: demo test lint clean monitoring-tools mutate
+.PHONY: demo demo-med test lint clean monitoring-tools mutate
 
 $(STAMP): setup.py requirements/constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required, found " + sys.version.split()[0]'
@@ -18,6 +18,11 @@ $(STAMP): setup.py requirements/constraints.txt
 # the last run from its newest complete checkpoint.
 demo: $(STAMP)
 	$(VENV)/bin/python -m facetrain.demo --nproc $(NPROC) $(if $(DATA),--data $(DATA)) $(if $(RESUME),--resume)
+
+# The medical demo (DenseNet201 + Soft Attention on brain-MRI slices in the figshare layout);
+# DATA=/path/to/figshare-tumor runs it on the real set.
+demo-med: $(STAMP)
+	$(VENV)/bin/python -m medtrain.demo --nproc $(NPROC) $(if $(DATA),--data $(DATA)) $(if $(RESUME),--resume)
 
 test: $(STAMP) monitoring-tools
 	$(VENV)/bin/ruff check .

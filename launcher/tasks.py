@@ -14,6 +14,8 @@ from launcher.config.loader import ConfigError, did_you_mean
 
 TASKS: dict[str, tuple[str, str]] = {  # name -> (config class, task class)
     "face_triplet": ("facetrain.config:FaceTripletConfig", "facetrain.face_task:FaceTripletTask"),
+    "medical_classification": ("medtrain.config:MedicalClassificationConfig",
+                               "medtrain.task:MedicalClassificationTask"),
 }
 
 
