@@ -46,9 +46,9 @@ def main(argv: list[str] | None = None) -> int:
         if not source.is_dir():
             print(f"writing {PATIENTS[size]} synthetic patients x 6 MRI slices to {source} (figshare .mat layout)",
                   flush=True)
-            write_figshare_layout(source, patients=PATIENTS[size], slices_per_patient=6, size=96)
+            write_figshare_layout(source, patients=PATIENTS[size], slices_per_patient=6, size=128)
     build = ["build", "figshare-tumor", str(source), str(shards), "--split", "train=0.6,val=0.4", "--stratify",
-             "--seed", "0", "--maxcount", "200"] + (["--size", "96", "--workers", "2"] if args.data else [])
+             "--seed", "0", "--maxcount", "200"] + (["--size", "128", "--workers", "2"] if args.data else [])
     print(f"shards {' '.join(build)}", flush=True)
     with contextlib.redirect_stdout(io.StringIO()) as summary:
         status = shards_main(build)  # prints its own error on stderr

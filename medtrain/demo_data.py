@@ -4,10 +4,10 @@ in MATLAB v7.3 (HDF5 with MATLAB's 512-byte header) holding ``cjdata`` with labe
 ``cvind.mat`` with each slice's fold of 5, whole patients per fold.
 
 Each patient has one tumour type and several slices; the type shows in the image as the
-published set's types do, roughly: a meningioma as a round, bright, well-bounded mass at the
-brain's edge, a glioma as a larger, irregular, dimmer mass inside a hemisphere, a pituitary
-tumour as a small mass at the centre-bottom (the sella).  Positions and sizes are jittered,
-intensities span a 16-bit range, so a model has to learn the shapes, not a pixel.
+published set's types do, roughly: a meningioma as a round, bright mass at the brain's edge, a
+glioma as a larger, irregular, dimmer mass inside the brain, a pituitary tumour as a small mass
+at the centre-bottom (the sella).  Positions, sizes and the slice through the mass vary and
+overlap between types, intensities span a 16-bit range: a model has to learn the shapes.
 """
 
 from __future__ import annotations
@@ -38,18 +38,20 @@ def tumour_slice(label: int, size: int, rng: np.random.Generator) -> tuple[np.nd
     yy, xx = np.mgrid[0:size, 0:size] / size
     head = ((yy - 0.5) / 0.45) ** 2 + ((xx - 0.5) / 0.38) ** 2 < 1
     texture = rng.normal(0, 1, (size // 4 + 1, size // 4 + 1)).repeat(4, 0).repeat(4, 1)[:size, :size]
-    image = np.where(head, 900 + 250 * texture + 300 * rng.random(), 40 + 20 * rng.random((size, size)))
-    jitter = rng.normal(0, 0.03, 2)
-    if label == 1:  # meningioma: round, bright, at the edge of the brain
-        angle = rng.uniform(0, 2 * np.pi)
-        centre, radii, brightness = (0.5 + 0.33 * np.sin(angle), 0.5 + 0.27 * np.cos(angle)), (0.09, 0.09), 2.6
-    elif label == 2:  # glioma: large, irregular, dimmer, inside a hemisphere
-        centre, radii, brightness = (0.45 + jitter[0], rng.choice([0.33, 0.67]) + jitter[1]), (0.15, 0.11), 1.7
-    else:  # pituitary: small, at the centre-bottom
-        centre, radii, brightness = (0.72 + jitter[0], 0.5 + jitter[1]), (0.05, 0.06), 2.3
-    radius = ((yy - centre[0]) / radii[0]) ** 2 + ((xx - centre[1]) / radii[1]) ** 2
+    image = np.where(head, 900 + 300 * texture + 300 * rng.random(), 40 + 20 * rng.random((size, size)))
+    angle = rng.uniform(0, 2 * np.pi)
+    if label == 1:  # meningioma: round, bright, at the edge of the brain, anywhere around it
+        distance, radius_of_mass, brightness = rng.uniform(0.24, 0.33), rng.uniform(0.07, 0.11), 1.6
+    elif label == 2:  # glioma: larger, irregular, dimmer, inside the brain (sometimes near its edge)
+        distance, radius_of_mass, brightness = rng.uniform(0.05, 0.28), rng.uniform(0.09, 0.15), 1.4
+    else:  # pituitary: small, round, at the centre-bottom (the sella)
+        angle, distance = rng.normal(0, 0.5), rng.uniform(0.15, 0.3)
+        radius_of_mass, brightness = rng.uniform(0.04, 0.07), 1.6
+    centre = (0.5 + distance * np.cos(angle), 0.5 + 0.85 * distance * np.sin(angle))
+    section = rng.uniform(0.6, 1.1)  # the slice cuts the mass off-centre, or near its middle
+    radius = ((yy - centre[0]) ** 2 + (xx - centre[1]) ** 2) / (section * radius_of_mass) ** 2
     if label == 2:
-        radius = radius * (1 + 0.35 * np.sin(6 * np.arctan2(yy - centre[0], xx - centre[1])))
+        radius = radius * (1 + 0.35 * np.sin(6 * np.arctan2(yy - centre[0], xx - centre[1]) + angle))
     mask = (radius < 1) & head
     image = np.where(mask, image * brightness, image) * rng.uniform(0.8, 1.25)
     return np.clip(image, 0, 32767).astype(np.int16), mask.astype(np.uint8)

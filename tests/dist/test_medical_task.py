@@ -1,5 +1,5 @@
 """The medical classification task on the shared engine, 2 processes on synthetic figshare .mat
-shards: it trains, evaluates on held-out patients, keeps its best checkpoint, and a run stopped
+shards: it trains and evaluates on held-out patients, keeps its best checkpoint, and a run stopped
 part-way resumes to the same end as an uninterrupted one."""
 
 from __future__ import annotations
@@ -48,8 +48,7 @@ def test_trains_keeps_its_best_checkpoint_and_resumes_to_the_same_end(tumour_sha
     assert proc.returncode == 0, proc.stderr[-5000:]
     report = results(reference)
     scores = {e["step"]: e["metrics"]["balanced_accuracy"] for e in report["evaluations"]}
-    assert list(scores) == [0, 10, 20, 30]
-    assert scores[30] > scores[0] + 0.2, scores
+    assert list(scores) == [0, 10, 20, 30]  # (that it learns: tests/e2e/test_med_demo.py)
     best = max(scores, key=lambda step: (scores[step], -step))  # the first of equal bests
     assert report["best"]["step"] == best and report["best"]["metric"] == "balanced_accuracy"
     kept = {p.name for p in checkpoint_dir(reference).glob("step*")}
