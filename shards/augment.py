@@ -83,7 +83,7 @@ class Augmenter:
     from the generator it is given."""
 
     def __init__(self, config: AugmentConfig, train: bool):
-        self.config = config
+        self.config, self.train = config, train
         self.crop = config.crop if train else "center"
         self.flips = train and config.hflip
         self.jitter = train and config.color_jitter
@@ -91,7 +91,22 @@ class Augmenter:
 
     def __call__(self, fields: dict, rng: np.random.Generator, out: np.ndarray) -> None:
         if self.crop != "random":
-            return self._resampled(fields, rng, out)
+            self._resampled(fields, rng, out)
+        else:
+            self._window(fields, rng, out)
+        if self.train:  # drawn after the crop's draws: configs without them keep their streams
+            self._turned(rng, out)
+
+    def _turned(self, rng: np.random.Generator, out: np.ndarray) -> None:
+        """The window mirrored top-bottom (vflip) and rotated about its centre (rotation)."""
+        if self.config.vflip and rng.random() < 0.5:
+            out[:] = out[::-1].copy()
+        if self.config.rotation:
+            angle = float(rng.uniform(-self.config.rotation, self.config.rotation))
+            out[:] = np.asarray(F.rotate(Image.fromarray(out), angle, interpolation=F.InterpolationMode.BILINEAR))
+
+    def _window(self, fields: dict, rng: np.random.Generator, out: np.ndarray) -> None:
+        """FaceNet's random window and horizontal flip, on the fast path when it can."""
         top_u, left_u, flip_u = rng.random(3).tolist()  # one draw per sample, in this order
         flip = self.flips and flip_u < 0.5
         pixels, bgr = None, False

@@ -21,6 +21,10 @@ class AugmentConfig:
     area in crop_scale, resampled to size; center: no randomness."""
     crop_scale: tuple[float, float] = (0.85, 1.0)
     hflip: bool = True
+    vflip: bool = False
+    """Also mirror top-bottom with probability 1/2 (histology has no up and down)."""
+    rotation: float = 0.0
+    """Rotate the output window by an angle drawn from [-rotation, rotation] degrees (corners black)."""
     color_jitter: float = 0.0
     """Brightness, contrast and saturation factors drawn from [1 - j, 1 + j]; 0 disables."""
     normalize: Literal["facenet", "imagenet", "none"] = "facenet"
@@ -39,6 +43,8 @@ class AugmentConfig:
         low, high = self.crop_scale
         if not 0 < low <= high <= 1:
             raise ValueError(f"crop_scale must satisfy 0 < low <= high <= 1, got {self.crop_scale}")
+        if not 0 <= self.rotation <= 180:
+            raise ValueError(f"rotation must be in [0, 180] degrees, got {self.rotation}")
         if not 0 <= self.color_jitter < 1:
             raise ValueError(f"color_jitter must be in [0, 1), got {self.color_jitter}")
         low, high = self.intensity_window

@@ -128,3 +128,44 @@ def test_constant_16_bit_image_maps_to_black():
 def test_intensity_ranges_are_checked(field, value):
     with pytest.raises(ValueError, match=field):
         AugmentConfig(**{field: value})
+
+
+@pytest.mark.parametrize("crop", ["random", "random_resized", "center"])
+def test_vertical_flips_mirror_the_window_half_the_time_after_the_same_crop(crop):
+    fields = {"jpg": jpeg(60, 50)}
+    plain = Augmenter(AugmentConfig(size=32, crop=crop, hflip=True), train=True)
+    flipping = Augmenter(AugmentConfig(size=32, crop=crop, hflip=True, vflip=True), train=True)
+    mirrored = 0
+    for seed in range(20):
+        base = augmented(plain, fields, np.random.default_rng(seed))
+        out = augmented(flipping, fields, np.random.default_rng(seed))
+        assert np.array_equal(out, base) or np.array_equal(out, base[::-1])
+        mirrored += np.array_equal(out, base[::-1]) and not np.array_equal(base, base[::-1])
+    assert 4 <= mirrored <= 16
+
+
+def test_rotations_turn_the_window_about_its_centre_within_the_range():
+    from torchvision.transforms.v2 import functional as F
+
+    fields = {"jpg": jpeg(60, 50)}
+    plain = Augmenter(AugmentConfig(size=32, crop="center"), train=True)
+    turning = Augmenter(AugmentConfig(size=32, crop="center", rotation=10), train=True)
+    def distance(base: np.ndarray, out: np.ndarray, angle: float) -> float:
+        turned = np.asarray(F.rotate(Image.fromarray(base), angle, interpolation=F.InterpolationMode.BILINEAR))
+        return float(np.abs(turned.astype(int) - out.astype(int)).mean())
+
+    for seed in range(5):
+        base = augmented(plain, fields, np.random.default_rng(seed))
+        out = augmented(turning, fields, np.random.default_rng(seed))
+        best = min(distance(base, out, angle) for angle in np.linspace(-10, 10, 401))
+        assert best < 0.5 and best < min(distance(base, out, -30), distance(base, out, 30)) / 4
+        assert not np.array_equal(out, base)
+    assert np.array_equal(augmented(Augmenter(AugmentConfig(size=32, crop="center", rotation=10), train=False),
+                                    fields, np.random.default_rng(0)),
+                          augmented(Augmenter(AugmentConfig(size=32, crop="center"), train=False), fields,
+                                    np.random.default_rng(0)))  # evaluation: never turned
+
+
+def test_rotation_range_is_checked():
+    with pytest.raises(ValueError, match=r"rotation must be in \[0, 180\] degrees, got 200"):
+        AugmentConfig(rotation=200)
