@@ -113,6 +113,13 @@ class FaceTripletTask:
                    if k in ("accuracy", "accuracy_std", "val", "far", "auc", "eer", "pairs")},
                 "eval_missing_samples": float(missing)}
 
+    def summary(self) -> dict[str, Any]:
+        c = self.config
+        return {"training": {"shards": c.stream.shards, "split": c.stream.split,
+                             "split_method": load_manifest(Path(c.stream.shards)).get("split_method")},
+                "evaluation": {"shards": self.eval_shards, "split": c.eval_split,
+                               "split_method": load_manifest(Path(self.eval_shards)).get("split_method")}}
+
     def state_dict(self) -> dict[str, Any]:
         return {"verification": {step: asdict(result) for step, result in self.history.items()}}
 

@@ -170,6 +170,9 @@ class MedicalClassificationTask:
                 slide_mosaic([(x, y, image) for _, x, y, image, _ in mine], [scores[p[4]][0] for p in mine],
                              [scores[p[4]][1] for p in mine], patient, out_dir / "slides" / f"{patient}.png")
 
+    def summary(self) -> dict[str, Any]:
+        return self.data
+
     def state_dict(self) -> dict[str, Any]:
         return {}
 

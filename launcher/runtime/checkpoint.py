@@ -120,19 +120,28 @@ class Checkpointer:
         failures = [f for f in all_gather_object(failure, self.dist) if f]  # every rank learns of any failure
         if failures:
             self._abandon(tag, failures)
+        failure = ""
         if self.dist.is_main:
-            final = run_dir.checkpoint(tag)
-            shutil.rmtree(final, ignore_errors=True)
-            staging.rename(final)
-            run_dir.checkpoint_config(tag).write_text(self.resolved_config)
-            marker = {"format": FORMAT, "step": step, "world_size": self.dist.world_size, "saved_at": time.time(),
-                      "for_stop": for_stop}
-            write_text_atomic(run_dir.marker(tag), json.dumps(marker))
-            write_text_atomic(run_dir.latest, tag)
-            self._prune(keep)
-        torch_dist.barrier()
+            try:  # the files of the run directory can fill the disk too
+                self._publish(tag, step, for_stop, keep)
+            except OSError as exc:
+                failure = f"rank 0: {write_failure(exc, run_dir.checkpoints)}"
+        if failures := [f for f in all_gather_object(failure, self.dist) if f]:
+            self._abandon(tag, failures)
         log.info("checkpoint %s saved in %.1fs", tag, time.monotonic() - started)
         return tag
+
+    def _publish(self, tag: str, step: int, for_stop: bool, keep: str | None) -> None:
+        """Rank 0: the staged checkpoint under its name, marked complete, named latest; then pruning."""
+        run_dir, final = self.run_dir, self.run_dir.checkpoint(tag)
+        shutil.rmtree(final, ignore_errors=True)
+        run_dir.staging(tag).rename(final)
+        run_dir.checkpoint_config(tag).write_text(self.resolved_config)
+        marker = {"format": FORMAT, "step": step, "world_size": self.dist.world_size, "saved_at": time.time(),
+                  "for_stop": for_stop}
+        write_text_atomic(run_dir.marker(tag), json.dumps(marker))
+        write_text_atomic(run_dir.latest, tag)
+        self._prune(keep)
 
     def _write(self, engine: DeepSpeedEngine, staging: Path, rank_state: dict[str, Any]) -> BaseException | None:
         """This rank's files of a checkpoint; the error that stopped them, if one did.
@@ -161,6 +170,8 @@ class Checkpointer:
         """A save some rank could not write: its partial files go, every rank stops with one line."""
         if self.dist.is_main:
             shutil.rmtree(self.run_dir.staging(tag), ignore_errors=True)
+            if not self.run_dir.marker(tag).is_file():  # renamed but never marked complete
+                shutil.rmtree(self.run_dir.checkpoint(tag), ignore_errors=True)
         torch_dist.barrier()
         tags = self.run_dir.complete_tags()
         kept = f"the previous checkpoint {tags[-1]} is intact" if tags else "there is no earlier checkpoint"

@@ -69,9 +69,14 @@ class Task(Protocol):
         statistics at every step on every rank."""
 
     def evaluate(self, model: nn.Module, step: int, out_dir: Path) -> dict[str, float]:
-        """Called on every rank together with the model in eval mode; returns the same metrics on
-        every rank and may write pictures into ``out_dir``.  The task picks its grad mode
-        (no_grad for embeddings; gradients for Grad-CAM or RISE)."""
+        """Called on every rank together with the model in eval mode; rank 0's metrics are the
+        evaluation's (the loop gives them to every rank; the others may return {}), and it may
+        write pictures into ``out_dir``.  The task picks its grad mode (no_grad for embeddings;
+        gradients for Grad-CAM or RISE)."""
+
+    def summary(self) -> dict[str, Any]:
+        """What results.json says about the task's data, for results to cite: the shards, the
+        splits and how the build made them."""
 
     def state_dict(self) -> dict[str, Any]:
         """What the task must carry across a resume (e.g. the curves of earlier evaluations)."""

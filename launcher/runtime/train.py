@@ -88,7 +88,8 @@ def run(job: JobConfig, dist: DistInfo, resume: bool, stop: StopSignal) -> bool:
         task=task, engine=engine, stream=task.train_batches(state.reader), checkpointer=checkpointer, dist=dist,
         run_dir=run_dir, train=job.train, checkpoint=job.checkpoint, compute_dtype=compute_dtype(job.deepspeed),
         metrics=JobMetrics(cuda=dist.device.type == "cuda"),
-        summary={"task": job.task.name, "world_size": dist.world_size, "target_steps": job.train.steps},
+        summary={"task": job.task.name, "world_size": dist.world_size, "target_steps": job.train.steps,
+                 "data": task.summary()},
     )
     if dist.is_main:
         run_dir.root.mkdir(parents=True, exist_ok=True)

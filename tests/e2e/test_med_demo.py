@@ -29,8 +29,9 @@ def test_the_short_medical_demo_runs_every_stage_and_learns(tmp_path, subprocess
     assert report["best"]["metric"] == "balanced_accuracy"
     clinical = json.loads((run / "clinical" / "step00000040.json").read_text())
     assert clinical["cases"]["num_cases"] == sum(sum(row) for row in clinical["cases"]["confusion_matrix"])
-    assert clinical["data"]["evaluation"]["split_method"]["method"] == "stratified"  # cited with the numbers
-    assert clinical["data"]["evaluation"]["split_method"]["group"] == "patient"
+    for where in (report, clinical):  # how the data was split, cited with the numbers
+        assert where["data"]["evaluation"]["split_method"]["method"] == "stratified"
+        assert where["data"]["evaluation"]["split_method"]["group"] == "patient"
     assert "balanced_accuracy" in proc.stdout.split("clinical evaluation at step 40")[-1]
     for picture in ("roc.png", "confusion_matrix.png", "reliability.png", "attention.png", "patients/roc.png"):
         pixels = np.asarray(Image.open(run / picture).convert("L"), dtype=float)
