@@ -47,8 +47,10 @@ def scan(options: BuildOptions) -> ScanResult:
     fmt = FORMATS[options.format]
     if options.align != "none" and not fmt.faces:
         raise BuildError(f"--align is for face formats; {options.format} is not one")
-    if not options.src.is_dir():
-        raise BuildError(f"{options.src}: source folder does not exist")
+    kind = "file" if fmt.source_is_file else "folder"
+    if not (options.src.is_file() if fmt.source_is_file else options.src.is_dir()):
+        raise BuildError(f"{options.src}: " + (f"not a {kind}: {options.format} reads one" if options.src.exists()
+                                               else f"source {kind} does not exist"))
     try:
         result = fmt.scan(options.src, options)
     except (OSError, ValueError, KeyError) as exc:

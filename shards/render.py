@@ -34,9 +34,15 @@ def read_source(item: SourceItem) -> bytes:
 def render_image(item: SourceItem, options: BuildOptions,
                  aligner: FaceAligner | None) -> tuple[Fields, dict[str, Any]]:
     """The image field and json additions for one item. Raises SampleError with the reason."""
-    data = read_source(item)
+    return render_bytes(read_source(item), Path(item.path).suffix, item, options, aligner)
+
+
+def render_bytes(data: bytes, suffix: str, item: SourceItem, options: BuildOptions,
+                 aligner: FaceAligner | None) -> tuple[Fields, dict[str, Any]]:
+    """``render_image`` of an image held in ``data`` (a record of an archive, not a file of its
+    own); ``suffix`` names its encoding ('.jpg', '.png')."""
     image = decode(data)
-    extension = lossless_extension(Path(item.path).suffix)
+    extension = lossless_extension(suffix)
     meta: dict[str, Any] = {"source_size": list(image.size), **describe(image, options.min_size)}
     changed = False
     if "face_box" in item.meta:  # VGGFace2: crop to the loose box before anything else
@@ -56,6 +62,6 @@ def render_image(item: SourceItem, options: BuildOptions,
         changed = True
     elif options.size and min(image.size) != options.size:
         image, changed = resize_shorter(image, options.size), True
-    if not changed and Path(item.path).suffix.lower() in (".jpg", ".jpeg", ".png"):
+    if not changed and suffix.lower() in (".jpg", ".jpeg", ".png"):
         return {extension: data}, meta  # the original bytes, bit for bit
     return {extension: encode(image, extension, options.quality)}, meta

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from shards.formats import faces, finegrained, idc, lfw, tumor
+from shards.formats import faces, finegrained, idc, insightface_bin, lfw, mxnet_rec, tumor
 from shards.render import render_image
 
 
@@ -22,6 +22,8 @@ class Format:
     intensity: str | None = None
     """The intensity mapping (``AugmentConfig.intensity``) the format implies for its 16-bit
     images, recorded in the manifest; None: the format implies none."""
+    source_is_file: bool = False
+    """SRC is one file (an insightface .bin), not a folder."""
 
 
 FORMATS: dict[str, Format] = {
@@ -29,6 +31,9 @@ FORMATS: dict[str, Format] = {
     "vggface2": Format(faces.scan_vggface2, faces=True),
     "imagefolder": Format(faces.scan_imagefolder, faces=True),
     "lfw-pairs": Format(lfw.scan_lfw_pairs, faces=True),
+    "insightface-bin": Format(insightface_bin.scan_insightface_bin, insightface_bin.render_bin_image, faces=True,
+                              source_is_file=True),
+    "mxnet-rec": Format(mxnet_rec.scan_mxnet_rec, mxnet_rec.render_record, faces=True),
     "figshare-tumor": Format(tumor.scan_figshare_tumor, tumor.render_tumor, label_order=tumor.LABEL_ORDER,
                              intensity=tumor.INTENSITY),
     "idc": Format(idc.scan_idc, idc.render_patch, label_order=idc.LABEL_ORDER),
