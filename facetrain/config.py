@@ -39,6 +39,10 @@ class FaceTripletConfig(TaskConfig):
     eval_folds: int = 10
     eval_pairs_per_fold: int = 300
     """Generated pairs per fold (half matched, half mismatched) when the shards have no LFW pairs."""
+    benchmarks: tuple[str, ...] = ()
+    """Shard folders of published verification sets (``shards build insightface-bin lfw.bin``):
+    each is evaluated at every evaluation on its own pairs and folds, reported as <folder>_accuracy,
+    <folder>_auc, ..."""
     eval_allow_incomplete: bool = False
     """Evaluate even if evaluation shards are missing or samples unreadable (counted in the
     metrics as eval_missing_samples); by default an incomplete evaluation set is an error."""
@@ -47,8 +51,14 @@ class FaceTripletConfig(TaskConfig):
 
     def check_inputs(self) -> None:
         self.stream.check_inputs()
-        evaluation = split_availability(self.eval_shards or self.stream.shards, self.eval_split)
-        evaluation.check(1.0 if self.eval_allow_incomplete else 0.0)
+        allowance = 1.0 if self.eval_allow_incomplete else 0.0
+        split_availability(self.eval_shards or self.stream.shards, self.eval_split).check(allowance)
+        for benchmark in self.benchmarks:
+            availability = split_availability(benchmark, "test")
+            availability.check(allowance)
+            if "pairs" not in availability.manifest:
+                raise ValueError(f"task.benchmarks: {benchmark} has no pairs (build it with shards build "
+                                 "insightface-bin FILE.bin, or lfw-pairs)")
 
     def __post_init__(self) -> None:
         if not self.stream.shards:

@@ -101,17 +101,19 @@ class FaceTripletTask:
     @torch.no_grad()
     def evaluate(self, model: nn.Module, step: int, out_dir: Path) -> dict[str, float]:
         c = self.config
-        keys, labels, embeddings, missing = self._embed_split(model)
+        keys, labels, embeddings, missing = self._embed(model, self.eval_shards, c.eval_split)
         pairs = lfw_pairs(self.eval_shards, keys) or generated_pairs(labels, c.eval_folds, c.eval_pairs_per_fold)
-        a, b, same, folds = pairs
-        distances = ((embeddings[a] - embeddings[b]) ** 2).sum(1)
-        result = evaluate_pairs(distances, same, folds)
+        result = verify(embeddings, pairs)
         self.history[step] = result
         if self.dist.is_main:
             plot_roc({f"step {s}": self.history[s] for s in sorted(self.history)}, Path(out_dir) / "roc.png")
-        return {**{"verification_" + k: v for k, v in result.metrics().items()
-                   if k in ("accuracy", "accuracy_std", "val", "far", "auc", "eer", "pairs")},
-                "eval_missing_samples": float(missing)}
+        metrics = {**headline(result, "verification"), "eval_missing_samples": float(missing)}
+        for benchmark in c.benchmarks:  # published sets (insightface .bin builds): their own pairs and folds
+            keys, _, embeddings, missing = self._embed(model, benchmark, "test")
+            name = Path(benchmark).name
+            metrics |= {**headline(verify(embeddings, lfw_pairs(benchmark, keys)), name),
+                        f"{name}_missing_samples": float(missing)}
+        return metrics
 
     def summary(self) -> dict[str, Any]:
         c = self.config
@@ -126,12 +128,12 @@ class FaceTripletTask:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.history = {step: VerificationResult(**result) for step, result in state.get("verification", {}).items()}
 
-    def _embed_split(self, model: nn.Module):
-        """(keys, labels, embeddings, samples missing) of the whole evaluation split in index order,
-        on every rank."""
+    def _embed(self, model: nn.Module, shards: str, split: str):
+        """(keys, labels, embeddings, samples missing) of a whole split in index order, on every
+        rank (one gather)."""
         c, dist = self.config, self.dist
         local: list[tuple] = []
-        loader = eval_loader(self.eval_shards, c.eval_split, dist.rank, dist.world_size, c.eval_batch_size,
+        loader = eval_loader(shards, split, dist.rank, dist.world_size, c.eval_batch_size,
                              c.stream.augment, max_missing_fraction=self.eval_allowance)
         for batch in loader:
             images = self._images(batch["image"].to(dist.device), model)
@@ -149,6 +151,17 @@ class FaceTripletTask:
         missing = samples_not_read(loader, len(rows), c.eval_allow_incomplete)
         _, keys, labels, embeddings = zip(*rows, strict=True)
         return list(keys), np.array(labels), np.stack(embeddings).astype(np.float64), missing
+
+
+def verify(embeddings: np.ndarray, pairs: tuple) -> VerificationResult:
+    """The LFW protocol on squared distances of the pairs (a, b, same, folds), as row indices."""
+    a, b, same, folds = pairs
+    return evaluate_pairs(((embeddings[a] - embeddings[b]) ** 2).sum(1), same, folds)
+
+
+def headline(result: VerificationResult, prefix: str) -> dict[str, float]:
+    return {f"{prefix}_{k}": v for k, v in result.metrics().items()
+            if k in ("accuracy", "accuracy_std", "val", "far", "auc", "eer", "pairs")}
 
 
 def lfw_pairs(shards: str, keys: list[str]):

@@ -16,6 +16,7 @@ import torch
 from shards.cli import main as shards_main
 from tests.dist.jobs import final_parameters, run_job, write_job
 from tests.fixtures import datasets
+from tests.fixtures.insightface import make_bin
 
 
 def test_face_task_learns_evaluates_and_resumes_exactly(face_shards, tmp_path, subprocess_env):
@@ -69,6 +70,21 @@ def test_triplet_plus_arcface_evaluated_on_lfw_pairs(face_shards, tmp_path, subp
     assert parameters["head.centres"].shape == (30, 128)  # one centre per identity in the manifest
     results = json.loads((tmp_path / "arc" / "results.json").read_text())
     assert results["evaluations"][-1]["metrics"]["verification_pairs"] == 7  # the LFW fixture's usable pairs
+
+
+def test_published_benchmark_sets_are_evaluated_beside_the_held_out_split(face_shards, tmp_path, subprocess_env):
+    """insightface .bin sets (built by shards build insightface-bin) each get their own figures."""
+    make_bin(tmp_path / "agedb_30.bin", num_pairs=40)
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert shards_main(["build", "insightface-bin", str(tmp_path / "agedb_30.bin"),
+                            str(tmp_path / "agedb_30")]) == 0
+    config = write_job(tmp_path, "bench", face_shards, train={"steps": 5, "eval_at_start": False},
+                       task={"benchmarks": [str(tmp_path / "agedb_30")]})
+    proc = run_job(config, subprocess_env)
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    metrics = json.loads((tmp_path / "bench" / "results.json").read_text())["evaluations"][-1]["metrics"]
+    assert metrics["agedb_30_pairs"] == 40 and 0 <= metrics["agedb_30_accuracy"] <= 1
+    assert metrics["agedb_30_missing_samples"] == 0 and "verification_accuracy" in metrics
 
 
 def test_a_missing_shard_folder_is_one_clear_line_in_a_job_started_without_launch(tmp_path, subprocess_env):

@@ -25,3 +25,8 @@ def test_the_short_demo_runs_every_stage_and_learns(tmp_path, subprocess_env):
     assert after["verification_auc"] >= before["verification_auc"] + 0.15
     assert "verification_accuracy" in proc.stdout.split("results (")[-1]  # the final table is printed
     assert (run / "roc.png").read_bytes()[:4] == b"\x89PNG"
+    # the .bin-format set of identities of its own (shards build insightface-bin): measured 0.72 -> 0.94
+    # accuracy, 0.79 -> 0.99 AUC
+    assert "shards build insightface-bin" in proc.stdout
+    assert before["heldout_faces_pairs"] == after["heldout_faces_pairs"] == 200
+    assert after["heldout_faces_auc"] >= before["heldout_faces_auc"] + 0.1, (before, after)
