@@ -30,8 +30,21 @@ setup(
         "matplotlib>=3.8,<4",
         "pillow>=10,<13",
         "psutil>=5.9,<8",
+        # ONNX export of the embedding model (torch's dynamo exporter needs onnxscript) and its parity check.
+        "onnx>=1.16,<2",
+        "onnxscript>=0.5,<1",
+        "onnxruntime>=1.18,<2",
     ],
-    # scikit-image only for its bundled sample photograph (the MTCNN alignment test); mutmut for `make mutate`.
-    extras_require={"dev": ["pytest>=8,<10", "ruff>=0.6,<1", "scikit-image>=0.22,<1", "mutmut>=3.8,<4"]},
+    # scikit-image only for its bundled sample photograph (the MTCNN alignment test); mutmut for `make mutate`;
+    # pytorch-metric-learning as the independent reference for the mining tests and benchmark.
+    extras_require={
+        "dev": [
+            "pytest>=8,<10",
+            "ruff>=0.6,<1",
+            "scikit-image>=0.22,<1",
+            "mutmut>=3.8,<4",
+            "pytorch-metric-learning>=2.6,<3",
+        ]
+    },
     entry_points={"console_scripts": ["launch=launcher.launch.cli:main", "shards=shards.cli:main"]},
 )
