@@ -4,11 +4,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 from facetrain.model_config import FaceModelConfig
 from launcher.config.schema import TaskConfig
 from shards.availability import split_availability
+from shards.geometry import template_of
+from shards.manifest import load_manifest
 from shards.stream_config import StreamConfig
 
 
@@ -53,12 +56,17 @@ class FaceTripletConfig(TaskConfig):
         self.stream.check_inputs()
         allowance = 1.0 if self.eval_allow_incomplete else 0.0
         split_availability(self.eval_shards or self.stream.shards, self.eval_split).check(allowance)
+        trained_on = template_of(load_manifest(Path(self.stream.shards)))
         for benchmark in self.benchmarks:
             availability = split_availability(benchmark, "test")
             availability.check(allowance)
             if "pairs" not in availability.manifest:
                 raise ValueError(f"task.benchmarks: {benchmark} has no pairs (build it with shards build "
                                  "insightface-bin FILE.bin, or lfw-pairs)")
+            scored_on = template_of(availability.manifest)  # a mismatch costs ~6 LFW points (insightface #1107)
+            if trained_on and scored_on and trained_on != scored_on:
+                raise ValueError(f"task.benchmarks: {benchmark} holds faces aligned on the {scored_on} template, "
+                                 f"the training shards {self.stream.shards} on {trained_on}; align both on one")
 
     def __post_init__(self) -> None:
         if not self.stream.shards:

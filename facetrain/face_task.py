@@ -31,6 +31,7 @@ from launcher.errors import reported_as_job_error
 from launcher.runtime.dist import DistInfo
 from shards.augment import normalize_batch
 from shards.eval_reader import eval_loader, samples_not_read
+from shards.geometry import canvas_of
 from shards.loader import StreamLoader
 from shards.manifest import ManifestError, load_manifest
 
@@ -66,6 +67,7 @@ class FaceTripletTask:
         self.eval_allowance = 1.0 if config.eval_allow_incomplete else 0.0
         with reported_as_job_error(*SETUP_ERRORS):  # missing evaluation shards: now, not after training
             config.check_inputs()
+            self.canvas = canvas_of(load_manifest(Path(config.stream.shards)))
 
     def build_model(self) -> nn.Module:
         c = self.config
@@ -117,10 +119,14 @@ class FaceTripletTask:
 
     def summary(self) -> dict[str, Any]:
         c = self.config
+        training, evaluation = load_manifest(Path(c.stream.shards)), load_manifest(Path(self.eval_shards))
         return {"training": {"shards": c.stream.shards, "split": c.stream.split,
-                             "split_method": load_manifest(Path(c.stream.shards)).get("split_method")},
+                             "split_method": training.get("split_method"), "geometry": training.get("geometry")},
                 "evaluation": {"shards": self.eval_shards, "split": c.eval_split,
-                               "split_method": load_manifest(Path(self.eval_shards)).get("split_method")}}
+                               "split_method": evaluation.get("split_method"), "geometry": evaluation.get("geometry"),
+                               "canvas": self.canvas, "window": c.stream.augment.size},
+                "benchmarks": {Path(b).name: {"shards": b, "geometry": load_manifest(Path(b)).get("geometry")}
+                               for b in c.benchmarks}}
 
     def state_dict(self) -> dict[str, Any]:
         return {"verification": {step: asdict(result) for step, result in self.history.items()}}
@@ -134,7 +140,7 @@ class FaceTripletTask:
         c, dist = self.config, self.dist
         local: list[tuple] = []
         loader = eval_loader(shards, split, dist.rank, dist.world_size, c.eval_batch_size,
-                             c.stream.augment, max_missing_fraction=self.eval_allowance)
+                             c.stream.augment, max_missing_fraction=self.eval_allowance, canvas=self.canvas)
         for batch in loader:
             images = self._images(batch["image"].to(dist.device), model)
             embedding = model(images)[0]

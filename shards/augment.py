@@ -82,18 +82,23 @@ class Augmenter:
     """Writes a sample's augmented image into a (size, size, 3) uint8 array, with randomness
     from the generator it is given."""
 
-    def __init__(self, config: AugmentConfig, train: bool):
-        self.config, self.train = config, train
-        self.crop = config.crop if train else "center"
+    def __init__(self, config: AugmentConfig, train: bool, canvas: int | None = None):
+        """Evaluation (``train`` False) of a random-window config takes the centre window of
+        the image brought to ``canvas`` pixels (the training shards' side, shards/geometry.py):
+        faces at the scale a training crop shows them; other configs resize and centre-crop."""
+        self.config, self.train, self.canvas = config, train, canvas
+        self.crop = config.crop if train else "centre_window" if config.crop == "random" else "center"
         self.flips = train and config.hflip
         self.jitter = train and config.color_jitter
         self._staging = np.empty(256 * 256 * 3, dtype=np.uint8)  # grows to the largest JPEG seen
 
     def __call__(self, fields: dict, rng: np.random.Generator, out: np.ndarray) -> None:
-        if self.crop != "random":
-            self._resampled(fields, rng, out)
-        else:
+        if self.crop == "random":
             self._window(fields, rng, out)
+        elif self.crop == "centre_window":
+            self._centre_window(fields, out)
+        else:
+            self._resampled(fields, rng, out)
         if self.train:  # drawn after the crop's draws: configs without them keep their streams
             self._turned(rng, out)
 
@@ -119,6 +124,16 @@ class Augmenter:
         size = self.config.size
         top, left = int(top_u * (pixels.shape[0] - size + 1)), int(left_u * (pixels.shape[1] - size + 1))
         write_window(pixels[top : top + size, left : left + size], out, flip, bgr)
+
+    def _centre_window(self, fields: dict, out: np.ndarray) -> None:
+        """The window a random crop would take on average: centred, on the training canvas."""
+        image, size = decode_image(fields, None, self.config), self.config.size
+        side = max(self.canvas or min(image.size), size)
+        if min(image.size) != side:
+            image = F.resize(image, side, antialias=True)
+        pixels = np.asarray(image)
+        top, left = (pixels.shape[0] - size) // 2, (pixels.shape[1] - size) // 2
+        write_window(pixels[top : top + size, left : left + size], out, flip=False, bgr=False)
 
     def _decode_jpeg(self, data: bytes | bytearray, colorspace: str) -> np.ndarray:
         try:

@@ -21,6 +21,7 @@ from tqdm import tqdm
 from shards.files import write_json_atomic
 from shards.formats import FORMATS
 from shards.formats.lfw import key_pairs
+from shards.geometry import manifest_geometry
 from shards.imaging import tally_pixels
 from shards.items import ScanResult, Skip, SourceItem, unique_keys
 from shards.manifest import FORMAT_VERSION, MANIFEST
@@ -140,7 +141,7 @@ def build(options: BuildOptions, command: str) -> dict[str, Any]:
                     single_image_groups(scanned.items)]
     manifest = assemble_manifest(options, command, build_print, scanned, plans, results, label_ids,
                                  flagged, reused=len(plans) - len(todo), intensity=fmt.intensity,
-                                 split_record=split_record)
+                                 template=fmt.template, split_record=split_record)
     write_json_atomic(options.out / MANIFEST, manifest)
     return manifest
 
@@ -200,7 +201,7 @@ def _run(writer, plans: list[ShardPlan], workers: int, threads_limited: bool):
 
 
 def assemble_manifest(options, command, build_print, scanned, plans, results, label_ids, flagged,
-                      reused, intensity, split_record) -> dict[str, Any]:
+                      reused, intensity, template, split_record) -> dict[str, Any]:
     by_name = {r["name"]: r for r in results}
     ordered = [by_name[p.name] for p in plans]
     label_counts = Counter()
@@ -242,6 +243,8 @@ def assemble_manifest(options, command, build_print, scanned, plans, results, la
         "skipped": skipped,
         "flagged": [vars(f) for f in flagged] + [f for r in ordered for f in r["flagged"]],
         "intensity": intensity,
+        "geometry": manifest_geometry([r.get("sides") for r in ordered],
+                                      options.template if options.align != "none" else template, options.size),
         "shards_reused": reused,
     }
     if options.align != "none":

@@ -29,10 +29,10 @@ log = logging.getLogger(__name__)
 
 class EvalStream(IterableDataset):
     def __init__(self, root: str, split: str, rank: int, world_size: int, batch_size: int,
-                 augment: AugmentConfig, max_missing_fraction: float = 0.0):
+                 augment: AugmentConfig, max_missing_fraction: float = 0.0, canvas: int | None = None):
         self.index = SplitIndex(root, split, max_missing_fraction)
         self.rank, self.world_size, self.batch_size = rank, world_size, batch_size
-        self.augment = augment
+        self.augment, self.canvas = augment, canvas
 
     def shards_of(self, worker: int, workers: int) -> list[int]:
         mine = range(self.rank, len(self.index.shards), self.world_size)
@@ -41,7 +41,8 @@ class EvalStream(IterableDataset):
     def __iter__(self) -> Iterator[dict[str, Any]]:
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
-        augment, rng = Augmenter(self.augment, train=False), np.random.default_rng(0)  # no randomness used
+        augment = Augmenter(self.augment, train=False, canvas=self.canvas)
+        rng = np.random.default_rng(0)  # evaluation draws nothing
         counters = ReadCounters()
         pending: list[tuple] = []
         for shard in self.shards_of(worker, workers):
@@ -88,9 +89,11 @@ def samples_not_read(loader: DataLoader, read: int, allowed: bool) -> int:
 
 
 def eval_loader(root: str, split: str, rank: int, world_size: int, batch_size: int,
-                augment: AugmentConfig, num_workers: int = 0, max_missing_fraction: float = 0.0) -> DataLoader:
+                augment: AugmentConfig, num_workers: int = 0, max_missing_fraction: float = 0.0,
+                canvas: int | None = None) -> DataLoader:
     """The split's batches for this rank; ``loader.dataset.index`` says what the split should hold
-    (the samples of shards left out as missing: ``index.missing_samples``)."""
-    dataset = EvalStream(root, split, rank, world_size, batch_size, augment, max_missing_fraction)
+    (the samples of shards left out as missing: ``index.missing_samples``).  ``canvas``: the
+    training shards' side, for a random-window augmentation (``Augmenter``)."""
+    dataset = EvalStream(root, split, rank, world_size, batch_size, augment, max_missing_fraction, canvas)
     return DataLoader(dataset, batch_size=None, num_workers=num_workers,
                       generator=torch.Generator().manual_seed(0))  # leaves torch's global random stream alone

@@ -62,6 +62,7 @@ def render_bytes(data: bytes, suffix: str, item: SourceItem, options: BuildOptio
         changed = True
     elif options.size and min(image.size) != options.size:
         image, changed = resize_shorter(image, options.size), True
+    meta["stored_size"] = list(image.size)  # the canvas a face task's crops are cut from (shards/geometry.py)
     if not changed and suffix.lower() in (".jpg", ".jpeg", ".png"):
         return {extension: data}, meta  # the original bytes, bit for bit
     return {extension: encode(image, extension, options.quality)}, meta

@@ -12,7 +12,8 @@ from shards.availability import check_enough_identities, split_availability
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    """Training transforms of a task; evaluation always uses resize + centre crop."""
+    """Training transforms of a task.  Evaluation draws nothing: a random window becomes the centre
+    window on the training canvas (shards/geometry.py), other crops resize + centre crop."""
 
     size: int = 112
     """Output side in pixels."""

@@ -14,6 +14,7 @@ import webdataset as wds
 
 from shards.files import write_json_atomic
 from shards.formats import FORMATS
+from shards.geometry import tally_sides
 from shards.imaging import SampleError, tally_pixels
 from shards.options import BuildOptions
 from shards.plan import ShardPlan
@@ -55,7 +56,7 @@ def write_shard(plan: ShardPlan, options: BuildOptions, label_ids: dict[str, int
     aligner = _get_aligner(options)
     final = options.out / plan.name
     partial = final.with_name(final.name + ".partial")
-    skipped, flagged, pixels, labels, aligned = [], [], [], Counter(), Counter()
+    skipped, flagged, pixels, sizes, labels, aligned = [], [], [], [], Counter(), Counter()
     with open(partial, "wb") as stream, wds.TarWriter(stream, encoder=False, mtime=TAR_MTIME) as tar:
         for item in plan.items:
             try:
@@ -69,6 +70,7 @@ def write_shard(plan: ShardPlan, options: BuildOptions, label_ids: dict[str, int
                        "json": json.dumps(record).encode()})
             labels[item.label] += 1
             pixels.append(meta["pixels"])
+            sizes.append(meta["stored_size"])
             flagged += [{"path": item.path, "reason": reason} for reason in meta.get("flags", ())]
             if "aligned" in meta:
                 aligned[meta["aligned"]] += 1
@@ -77,6 +79,7 @@ def write_shard(plan: ShardPlan, options: BuildOptions, label_ids: dict[str, int
         "name": plan.name, "split": plan.split, "count": sum(labels.values()),
         "bytes": final.stat().st_size, "sha256": sha256_of(final),
         "labels": dict(labels), "skipped": skipped, "flagged": flagged, "pixels": tally_pixels(pixels),
+        "sides": tally_sides(sizes),
         "aligned": aligned[True], "unaligned_kept": aligned[False],
     }
     write_json_atomic(work_dir(options.out) / f"{plan.name}.json", result)

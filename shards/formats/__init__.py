@@ -22,6 +22,9 @@ class Format:
     intensity: str | None = None
     """The intensity mapping (``AugmentConfig.intensity``) the format implies for its 16-bit
     images, recorded in the manifest; None: the format implies none."""
+    template: str | None = None
+    """The alignment template the format's images are published on (insightface's sets:
+    arcface112, REFERENCE.md §6), recorded in the manifest's geometry."""
     source_is_file: bool = False
     """SRC is one file (an insightface .bin), not a folder."""
 
@@ -32,8 +35,8 @@ FORMATS: dict[str, Format] = {
     "imagefolder": Format(faces.scan_imagefolder, faces=True),
     "lfw-pairs": Format(lfw.scan_lfw_pairs, faces=True),
     "insightface-bin": Format(insightface_bin.scan_insightface_bin, insightface_bin.render_bin_image, faces=True,
-                              source_is_file=True),
-    "mxnet-rec": Format(mxnet_rec.scan_mxnet_rec, mxnet_rec.render_record, faces=True),
+                              template="arcface112", source_is_file=True),
+    "mxnet-rec": Format(mxnet_rec.scan_mxnet_rec, mxnet_rec.render_record, faces=True, template="arcface112"),
     "figshare-tumor": Format(tumor.scan_figshare_tumor, tumor.render_tumor, label_order=tumor.LABEL_ORDER,
                              intensity=tumor.INTENSITY),
     "idc": Format(idc.scan_idc, idc.render_patch, label_order=idc.LABEL_ORDER),

@@ -53,7 +53,7 @@ def scan_idc(src: Path, options: BuildOptions) -> ScanResult:
 def render_patch(item: SourceItem, options: BuildOptions, aligner) -> tuple[dict[str, bytes], dict]:
     data = read_source(item)
     image = decode(data)
-    meta = describe(image, options.min_size)
+    meta = {**describe(image, options.min_size), "stored_size": [PATCH, PATCH]}  # padded when smaller
     if image.size == (PATCH, PATCH):
         return {"png": data}, meta
     meta["padded_from"] = list(image.size)

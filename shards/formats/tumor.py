@@ -92,6 +92,6 @@ def render_tumor(item: SourceItem, options: BuildOptions, aligner) -> tuple[dict
         raise SampleError(f"image {image.shape} and mask {mask.shape} are not one 2-D slice")
     slice_ = sixteen_bit(image)
     meta = {"shape": list(image.shape), "tumor_border": border, "encoding": "16-bit greyscale PNG, raw intensities",
-            **describe(slice_, options.min_size)}
+            "stored_size": list(slice_.size), **describe(slice_, options.min_size)}
     mask_png = encode(Image.fromarray((mask > 0).astype(np.uint8) * 255), "png", options.quality)
     return {"png": encode(slice_, "png", options.quality), "mask.png": mask_png}, meta
