@@ -18,6 +18,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from shards.duplicates import find_duplicates, hash_items
 from shards.files import write_json_atomic
 from shards.formats import FORMATS
 from shards.formats.lfw import key_pairs
@@ -25,7 +26,8 @@ from shards.geometry import manifest_geometry
 from shards.imaging import tally_pixels
 from shards.items import ScanResult, Skip, SourceItem, unique_keys
 from shards.manifest import FORMAT_VERSION, MANIFEST
-from shards.options import BuildOptions, SplitMethod, split_method
+from shards.named_splits import assign_named
+from shards.options import BuildOptions, SplitMethod, parse_pairs, split_method
 from shards.plan import (
     ShardPlan,
     assign_folds,
@@ -35,6 +37,7 @@ from shards.plan import (
     single_image_groups,
     stratified_on,
 )
+from shards.split_pairs import planned_pairs, written_pairs
 from shards.writer import one_thread_per_worker, sha256_of, work_dir, write_shard
 
 
@@ -106,14 +109,30 @@ def completed(plan: ShardPlan, options: BuildOptions) -> dict[str, Any] | None:
 
 
 def build(options: BuildOptions, command: str) -> dict[str, Any]:
-    try:
-        method = split_method(options)  # before the scan, which can take minutes
+    try:  # before the scan, which can take minutes
+        method = split_method(options)
+        pair_spec = parse_pairs(options.pairs)
     except ValueError as exc:
         raise BuildError(str(exc)) from None
+    fmt = FORMATS.get(options.format)
+    if fmt and pair_spec and not fmt.faces:
+        raise BuildError(f"--pairs is for face formats; {options.format} is not one")
+    if fmt and options.duplicates == "drop" and fmt.source_bytes is None:
+        raise BuildError(f"--duplicates drop: {options.format} repeats an image for every pair it is in, by design")
     scanned = scan(options)
-    fmt = FORMATS[options.format]
     label_ids = label_table(scanned.items, fmt.label_order)
     split_of, split_record = split_items(options, method, scanned.items, list(label_ids))
+    duplicates, dropped = check_duplicates(options, scanned.items, split_of)
+    scanned.items = [i for i in scanned.items if i.key not in dropped]  # before planning: a resumed build plans alike
+    scanned.skipped += dropped.values()
+    pairs, pairs_record = [], {}
+    if pair_spec:
+        if "pairs" in scanned.extra:
+            raise BuildError(f"--pairs: {options.format} builds carry their own pairs")
+        try:
+            pairs, pairs_record = planned_pairs(pair_spec, scanned.items, split_of, options.seed)
+        except ValueError as exc:
+            raise BuildError(str(exc)) from None
     plans = plan_shards(scanned.items, split_of, options.maxcount, options.maxsize)
     build_print = fingerprint(options, plans)
     prepare_output(options, build_print)
@@ -135,6 +154,9 @@ def build(options: BuildOptions, command: str) -> dict[str, Any]:
     failed = {s["path"] for r in results for s in r["skipped"]}
     written = {i.meta["source"]: i.key for i in scanned.items if i.path not in failed}
     scanned.skipped += key_pairs(scanned.extra, written, str(options.src / "pairs.txt"))
+    if pair_spec:
+        scanned.extra.update(written_pairs(pairs, pairs_record, set(written.values())))
+    scanned.extra["duplicates"] = duplicates
     flagged = list(scanned.flagged)
     if fmt.faces:
         flagged += [Skip(g, "identity has a single image: no positive pair") for g in
@@ -159,21 +181,26 @@ def split_items(options: BuildOptions, method: SplitMethod, items: list[SourceIt
                 label_order: list[str]) -> tuple[dict[str, str], dict[str, Any]]:
     """key -> split, and the manifest's ``split_method``: how the split was made, and a check
     that no group is in two splits (an error naming them, unless --allow-group-leak)."""
+    kind = group_kind(items)
     try:
         if method.name == "folds":
             split_of = assign_folds(items, method.test_fold, method.val_fold)
+        elif method.name == "named":
+            split_of = assign_named({i.key: i.group for i in items}, method.named, kind)
         else:
             split_of = assign_splits(items, method.ratios, options.seed, label_order=label_order,
                                      stratify=method.name == "stratified")
     except ValueError as exc:
         raise BuildError(str(exc)) from None
-    kind = group_kind(items)
     record: dict[str, Any] = {"method": method.name, "group": kind,
                               "seed": options.seed if method.ratios else None}
     if method.ratios:
         record["ratios"] = method.ratios
     if method.name == "stratified":
         record["stratified_on"] = stratified_on(label_order)
+    if method.name == "named":
+        record.update(rest=method.named.rest, named={split: {"names": len(names), **method.named.lists.get(split, {})}
+                                                     for split, names in method.named.names.items()})
     if method.name == "folds":
         record.update(test_fold=method.test_fold, val_fold=method.val_fold,
                       folds=sorted({i.meta["fold"] for i in items}))
@@ -188,6 +215,27 @@ def split_items(options: BuildOptions, method: SplitMethod, items: list[SourceIt
                          "--allow-group-leak builds anyway and names them in the manifest")
     record.update(allow_group_leak=options.allow_group_leak, leaks=leaks)
     return split_of, record
+
+
+HASH_CHUNK = 256
+"""Items per task of the hashing pass."""
+
+
+def check_duplicates(options: BuildOptions, items: list[SourceItem],
+                     split_of: dict[str, str]) -> tuple[dict[str, Any], dict[str, Skip]]:
+    """The manifest's ``duplicates`` and the items ``--duplicates drop`` leaves out (key -> why);
+    the hashing runs on ``--workers`` processes (shards/duplicates.py says why it is a pass of its own)."""
+    if FORMATS[options.format].source_bytes is None:
+        return {"checked": False, "why": f"{options.format} repeats an image for every pair it is in"}, {}
+    hasher = functools.partial(hash_items, options=options)
+    chunks = [items[start:start + HASH_CHUNK] for start in range(0, len(items), HASH_CHUNK)]
+    hashes = {}
+    # no bar off a terminal: a --pairs error after this pass stays the one line on stderr
+    with tqdm(total=len(items), unit="img", desc="duplicates", disable=None) as bar:
+        for hashed in _run(hasher, chunks, options.workers, threads_limited=False):
+            hashes.update((key, (digest, near)) for key, digest, near in hashed)
+            bar.update(len(hashed))
+    return find_duplicates(items, hashes, split_of, options)
 
 
 def _run(writer, plans: list[ShardPlan], workers: int, threads_limited: bool):

@@ -1,7 +1,9 @@
 """``shards``: build, verify and summarise WebDataset shards.
 
     shards build FORMAT SRC OUT [options]
-        [--split train=0.7,val=0.15,test=0.15 [--stratify] --seed S | --split folds --test-fold K [--val-fold J]]
+        [--split train=0.7,val=0.15,test=0.15 [--stratify] --seed S | --split folds --test-fold K [--val-fold J]
+         | --split val=@heldout.txt,train=rest | --split "val=Name_A+Name_B,train=rest"]
+        [--pairs val=all | --pairs val=10x600] [--duplicates report|drop] [--near-duplicates BITS]
     shards verify OUT [--sample N] [--min-size S]
     shards stats OUT
 """
@@ -16,6 +18,7 @@ from pathlib import Path
 
 from shards.align import TEMPLATES
 from shards.build import BuildError, build
+from shards.duplicates import MAX_NEAR
 from shards.formats import FORMATS
 from shards.manifest import ManifestError
 from shards.options import BuildOptions
@@ -41,6 +44,13 @@ def positive_int(text: str) -> int:
     return value
 
 
+def hash_distance(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= MAX_NEAR:
+        raise argparse.ArgumentTypeError(f"must be 0..{MAX_NEAR} bits, got {value}")
+    return value
+
+
 MIN_SIZE_HELP = "flag (keep, warn about) images with a side shorter than this many pixels"
 
 
@@ -61,7 +71,9 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--maxcount", type=positive_int, default=10_000, help="samples per shard")
     b.add_argument("--maxsize", type=byte_size, default=10**9, help="source bytes per shard")
     b.add_argument("--workers", type=positive_int, default=1, help="worker processes")
-    b.add_argument("--split", help="by group: train=0.9,val=0.1, or 'folds' (the dataset's own; "
+    b.add_argument("--split", help="by group: ratios train=0.9,val=0.1; names val=@FILE,train=rest (FILE: one "
+                   "identity/patient per line, # comments) or val=NAME+NAME,train=rest (names joined by '+'; "
+                   "a name with '+', ',' or edge spaces needs the file); or 'folds' (the dataset's own; "
                    "--test-fold) (default: the official split)")
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--stratify", action="store_true",
@@ -73,6 +85,13 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--limit", type=positive_int, help="only the first N samples (quick trials)")
     b.add_argument("--attributes", type=Path, help="CSV of per-identity attributes (first column: id)")
     b.add_argument("--min-size", type=positive_int, default=2, help=MIN_SIZE_HELP)
+    b.add_argument("--pairs", metavar="SPLIT=all|FxN", help="verification pairs of a split in the manifest: "
+                   "'all' (every matched pair + as many mismatched) or 10x600 (LFW-style folds), --seed")
+    b.add_argument("--duplicates", choices=["report", "drop"], default="report",
+                   help="duplicate images (same bytes; near ones with --near-duplicates): list in the manifest, "
+                   "or drop all but the first")
+    b.add_argument("--near-duplicates", type=hash_distance, metavar="BITS",
+                   help="also match re-encoded copies: perceptual hashes at most BITS apart of 64 (e.g. 4)")
     v = commands.add_parser("verify", help="re-hash, re-count and decode every shard")
     v.add_argument("out", type=Path)
     v.add_argument("--sample", type=positive_int, help="decode only N random samples")
@@ -105,7 +124,8 @@ def run_build(args: argparse.Namespace, argv: list[str]) -> int:
         maxsize=args.maxsize, workers=args.workers, split=args.split, seed=args.seed,
         stratify=args.stratify, test_fold=args.test_fold, val_fold=args.val_fold,
         allow_group_leak=args.allow_group_leak,
-        limit=args.limit, attributes=args.attributes, min_size=args.min_size,
+        limit=args.limit, attributes=args.attributes, min_size=args.min_size, pairs=args.pairs,
+        duplicates=args.duplicates, near_duplicates=args.near_duplicates,
     )
     started = time.monotonic()
     manifest = build(options, "shards " + " ".join(map(shlex.quote, argv)))

@@ -6,7 +6,10 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-ADDED_LATER = {"stratify": False, "test_fold": None, "val_fold": None, "allow_group_leak": False}
+from shards.named_splits import NamedSplit, is_named, parse_named
+
+ADDED_LATER = {"stratify": False, "test_fold": None, "val_fold": None, "allow_group_leak": False,
+               "pairs": None, "duplicates": "report", "near_duplicates": None}
 """Options added after shard folders were first built, left out of the fingerprint at these defaults."""
 
 
@@ -30,9 +33,10 @@ class BuildOptions:
     build produces the same shard names)."""
     workers: int = 1
     split: str | None = None
-    """'train=0.9,val=0.1': ratios of groups (identities or patients); 'folds': the dataset's
-    own folds (``test_fold``, ``val_fold``); None keeps the dataset's official split, or puts
-    everything in 'train'."""
+    """'train=0.9,val=0.1': ratios of groups (identities or patients); 'val=@heldout.txt,train=rest'
+    or 'val=Name_A+Name_B,train=rest': groups by name (shards/named_splits.py); 'folds': the
+    dataset's own folds (``test_fold``, ``val_fold``); None keeps the dataset's official split,
+    or puts everything in 'train'."""
     seed: int = 0
     stratify: bool = False
     """With ratios: deal groups so each split's class mix matches the dataset's (plan.py)."""
@@ -47,6 +51,12 @@ class BuildOptions:
     """CSV of per-identity attributes joined into each sample's json (e.g. FEI gender)."""
     min_size: int = 2
     """Images with a side shorter than this many pixels are kept and flagged."""
+    pairs: str | None = None
+    """'val=all' or 'val=10x600': verification pairs of that split in the manifest (shards/pairs.py)."""
+    duplicates: str = "report"
+    """Duplicate images (shards/duplicates.py): 'report' them in the manifest, or 'drop' all but the first."""
+    near_duplicates: int | None = None
+    """Also find near-duplicates: perceptual hashes at most this many bits apart."""
 
     def fingerprint_fields(self) -> dict:
         """Everything that changes what is written (not where, not how many processes)."""
@@ -82,8 +92,9 @@ class SplitMethod:
     """How ``shards build`` assigns groups to splits, checked before anything is scanned."""
 
     name: str
-    """'official', 'ratios', 'stratified' or 'folds'."""
+    """'official', 'ratios', 'stratified', 'named' or 'folds'."""
     ratios: dict[str, float] | None = None
+    named: NamedSplit | None = None
     test_fold: int | None = None
     val_fold: int | None = None
 
@@ -99,6 +110,10 @@ def split_method(options: BuildOptions) -> SplitMethod:
         if options.stratify:
             raise ValueError("--stratify needs ratios: --split train=0.7,val=0.15,test=0.15")
         return SplitMethod("official")
+    if is_named(options.split):
+        if options.stratify:
+            raise ValueError("--stratify is for ratios; a named split puts each named group where it is named")
+        return SplitMethod("named", named=parse_named(options.split))
     if folds:
         if options.stratify:
             raise ValueError("--stratify is for ratios; --split folds keeps the dataset's folds as they are")
@@ -108,3 +123,31 @@ def split_method(options: BuildOptions) -> SplitMethod:
             raise ValueError(f"--val-fold {options.val_fold} is also --test-fold: choose another fold")
         return SplitMethod("folds", test_fold=options.test_fold, val_fold=options.val_fold)
     return SplitMethod("stratified" if options.stratify else "ratios", ratios=parse_split(options.split))
+
+
+@dataclass(frozen=True)
+class PairSpec:
+    """``--pairs SPLIT=all`` or ``SPLIT=FOLDSxPER_FOLD``: verification pairs of one split."""
+
+    split: str
+    folds: int | None = None
+    """None: every matched pair and as many mismatched (``pairs.all_pairs``)."""
+    per_fold: int | None = None
+
+    def __str__(self) -> str:
+        return f"{self.split}=" + ("all" if self.folds is None else f"{self.folds}x{self.per_fold}")
+
+
+def parse_pairs(spec: str | None) -> PairSpec | None:
+    """'val=all' -> PairSpec('val'); 'val=10x600' -> PairSpec('val', 10, 600)."""
+    if spec is None:
+        return None
+    split, _, value = (text.strip() for text in spec.partition("="))
+    folds, times, per_fold = value.partition("x")
+    if split and value == "all":
+        return PairSpec(split)
+    if split and times and folds.isdigit() and per_fold.isdigit():
+        if int(folds) < 2 or int(per_fold) < 2 or int(per_fold) % 2:
+            raise ValueError(f"--pairs {spec!r}: at least 2 folds of an even number of pairs (half matched)")
+        return PairSpec(split, int(folds), int(per_fold))
+    raise ValueError(f"--pairs {spec!r}: expected SPLIT=all or SPLIT=FOLDSxPAIRS (val=10x600)")

@@ -31,6 +31,11 @@ def read_source(item: SourceItem) -> bytes:
         raise SampleError(f"cannot read file: {exc.strerror}") from None
 
 
+def source_file(item: SourceItem, options: BuildOptions) -> bytes:
+    """``Format.source_bytes`` of an item that is a file of its own."""
+    return read_source(item)
+
+
 def render_image(item: SourceItem, options: BuildOptions,
                  aligner: FaceAligner | None) -> tuple[Fields, dict[str, Any]]:
     """The image field and json additions for one item. Raises SampleError with the reason."""

@@ -147,8 +147,23 @@ def stats(out: Path) -> str:
         lines.append("alignment: " + ", ".join(f"{k} {v}" for k, v in manifest["alignment"].items()))
     if "pairs" in manifest:
         folds = Counter(p["fold"] for p in manifest["pairs"])
-        lines.append(f"pairs: {len(manifest['pairs'])} in {len(folds)} folds")
+        made = manifest.get("pairs_method")
+        lines.append(f"pairs: {len(manifest['pairs'])} in {len(folds)} folds" + (
+            f" ({made['spec']} seed {made['seed']}, identities "
+            + ("disjoint across folds)" if made["identity_disjoint"] else "shared by folds)") if made else ""))
+    if "duplicates" in manifest:  # manifests from before duplicate detection have none
+        lines.append(describe_duplicates(manifest["duplicates"]))
     return "\n".join(lines)
+
+
+def describe_duplicates(record: dict[str, Any]) -> str:
+    """One line for the manifest's ``duplicates``."""
+    if not record.get("checked", True):
+        return f"duplicates: not checked ({record['why']})"
+    near = f", {len(record['near'])} group(s) of near-duplicates" if record["near_distance"] is not None else ""
+    return (f"duplicates: {len(record['exact'])} group(s) of identical files{near}; "
+            f"{record['across_identities']} across identities, {record['across_splits']} across splits; "
+            f"{record['dropped']} dropped")
 
 
 MAX_CLASSES_LISTED = 10
@@ -168,6 +183,10 @@ def describe_split(record: dict[str, Any]) -> str:
         how += " " + ",".join(f"{k}={v:g}" for k, v in record["ratios"].items()) + f" seed {record['seed']}"
     if record.get("stratified_on"):
         how += f" (on the {record['stratified_on']})"
+    if record["method"] == "named":
+        how += " " + ", ".join([f"{split}=" + (f"@{n['file']} ({n['names']} names)" if "file" in n
+                                                else f"{n['names']} names") for split, n in record["named"].items()]
+                               + ([f"{record['rest']}=rest"] if record["rest"] else []))
     if record["method"] == "folds":
         val = record["val_fold"]
         how += f" test={record['test_fold']}" + (f" val={val}" if val is not None else "")

@@ -2,16 +2,19 @@
 
 pairs.txt: a header ``<folds>\t<n>`` (or just ``<n>`` for pairsDevTrain/DevTest: one fold),
 then per fold n matched lines ``Name i j`` and n mismatched lines ``Name1 i Name2 j``
-(1-based image numbers).  Every pair keeps its fold and its line, so dropping a pair whose
-image is missing never shifts the fold boundaries of the others.  Until the build knows the
+(1-based image numbers).  The images are found in any format the build decodes (``.jpg`` as
+published, ``.png``, ``.webp``, ...).  Every pair keeps its fold and its line, so dropping a
+pair whose image is missing never shifts the fold boundaries of the others.  Until the build knows the
 final sample keys (``unique_keys``) and which images were written, pairs name their images by
 relative path.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+from shards.imaging import IMAGE_EXTENSIONS
 from shards.items import ScanResult, Skip, SourceItem, make_key
 from shards.options import BuildOptions
 
@@ -62,20 +65,39 @@ def scan_lfw_pairs(src: Path, options: BuildOptions) -> ScanResult:
     root = image_root(src)
     items: dict[str, SourceItem] = {}
     kept, skipped = [], []
+    found: dict[str, dict[str, list[str]]] = {}  # person -> image stem -> its files
     for pair in parse_pairs(pairs_file):
-        sources = [f"{name}/{name}_{number:04d}.jpg" for name, number in (pair["a"], pair["b"])]
-        missing = [relative for relative in sources if not (root / relative).is_file()]
-        for relative in (r for r in sources if r not in missing and r not in items):
+        stems = [f"{name}/{name}_{number:04d}" for name, number in (pair["a"], pair["b"])]
+        matches = [person_images(root, stem.split("/", 1)[0], found).get(stem, []) for stem in stems]
+        sources = [files[0] for files in matches if len(files) == 1]
+        for relative in (r for r in sources if r not in items):
             path, name = root / relative, relative.split("/", 1)[0]
             items[relative] = SourceItem(make_key(relative), str(path), name, name, path.stat().st_size,
                                          {"source": relative, "official_split": "test"})
-        if missing:
-            skipped.append(Skip(f"{pairs_file}:{pair['line']}",
-                                f"pair (fold {pair['fold'] + 1}) names missing image(s): {', '.join(missing)}"))
+        missing = [f"{stem}.*" for stem, files in zip(stems, matches, strict=True) if not files]
+        ambiguous = [", ".join(files) for files in matches if len(files) > 1]
+        if missing or ambiguous:
+            reason = (f"names missing image(s): {', '.join(missing)}" if missing
+                      else f"names an image saved in several formats: {'; '.join(ambiguous)}")
+            skipped.append(Skip(f"{pairs_file}:{pair['line']}", f"pair (fold {pair['fold'] + 1}) {reason}"))
         else:
             kept.append({"fold": pair["fold"], "same": pair["same"], "a": sources[0], "b": sources[1],
                          "line": pair["line"]})
     return ScanResult(list(items.values()), skipped, extra={"pairs": kept})
+
+
+def person_images(root: Path, name: str, found: dict[str, dict[str, list[str]]]) -> dict[str, list[str]]:
+    """``<name>/<stem>`` -> the relative paths of the person's image files with that stem
+    (several if one image is saved in several formats), listed once per person."""
+    if name not in found:
+        folder = root / name
+        files = sorted(os.listdir(folder)) if folder.is_dir() else []
+        found[name] = {}
+        for file in files:
+            stem, suffix = os.path.splitext(file)
+            if suffix.lower() in IMAGE_EXTENSIONS:
+                found[name].setdefault(f"{name}/{stem}", []).append(f"{name}/{file}")
+    return found[name]
 
 
 def key_pairs(extra: dict, written: dict[str, str], pairs_file: str) -> list[Skip]:

@@ -93,7 +93,8 @@ def read_property(path: Path, skipped: list[Skip]) -> dict[str, Any] | None:
     return {"num_classes": num_classes, "image_size": [height, width]}
 
 
-def render_record(item: SourceItem, options: BuildOptions, aligner) -> tuple[dict[str, bytes], dict]:
+def record_image(item: SourceItem, options: BuildOptions) -> bytes:
+    """The image bytes of the item's record (after the IfQQ header)."""
     rec = options.src / REC
     try:
         with open(rec, "rb") as handle:
@@ -102,5 +103,10 @@ def render_record(item: SourceItem, options: BuildOptions, aligner) -> tuple[dic
         raise SampleError(str(exc)) from None
     except OSError as exc:
         raise SampleError(f"cannot read {REC}: {exc.strerror}") from None
+    return image
+
+
+def render_record(item: SourceItem, options: BuildOptions, aligner) -> tuple[dict[str, bytes], dict]:
+    image = record_image(item, options)
     suffix = next((s for signature, s in SIGNATURES.items() if image.startswith(signature)), "")
     return render_bytes(image, suffix, item, options, aligner)

@@ -108,9 +108,23 @@ def test_lfw_pairs_keep_order_and_folds(tmp_path):
     assert [p["fold"] for p in pairs] == [0, 0, 0, 0, 1, 1, 1]
     assert [p["same"] for p in pairs] == [True, True, False, False, True, False, False]
     assert lines[6] == "Dee_D\t2\t9"
-    assert reasons(manifest)["pairs.txt"] == "pair (fold 2) names missing image(s): Dee_D/Dee_D_0009.jpg"
+    assert reasons(manifest)["pairs.txt"] == "pair (fold 2) names missing image(s): Dee_D/Dee_D_0009.*"
     keys = {r["key"] for r in samples(tmp_path / "out", manifest)}
     assert all(p["a"] in keys and p["b"] in keys for p in pairs)
+
+
+def test_lfw_pairs_in_png_and_an_image_saved_twice(tmp_path):
+    datasets.make_lfw(tmp_path / "src", suffix=".png")
+    manifest = build("lfw-pairs", tmp_path / "src", tmp_path / "out")
+    assert [p["line"] for p in manifest["pairs"]] == [2, 3, 4, 5, 6, 8, 9]  # as the JPEG set
+    assert all("png" in s and "jpg" not in s for s in samples(tmp_path / "out", manifest))  # stored bit for bit
+    Image.open(tmp_path / "src" / "lfw" / "Ann_A" / "Ann_A_0001.png").save(
+        tmp_path / "src" / "lfw" / "Ann_A" / "Ann_A_0001.JPG")
+    manifest = build("lfw-pairs", tmp_path / "src", tmp_path / "again")
+    assert [p["line"] for p in manifest["pairs"]] == [3, 5, 6, 8, 9]  # lines 2 and 4 name Ann_A 1
+    skipped = {s["path"]: s["reason"] for s in manifest["skipped"]}
+    assert skipped[f"{tmp_path / 'src' / 'pairs.txt'}:2"] == ("pair (fold 1) names an image saved in several "
+                                                            "formats: Ann_A/Ann_A_0001.JPG, Ann_A/Ann_A_0001.png")
 
 
 def test_lfw_broken_pairs_file_is_a_clear_error(tmp_path, capsys):
