@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from shards.formats import faces, finegrained, idc, insightface_bin, lfw, mxnet_rec, tumor
-from shards.render import render_image
+from shards.formats import faces, finegrained, idc, ijb, insightface_bin, lfw, mxnet_rec, tumor
+from shards.render import render_image, source_file
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,9 @@ class Format:
     arcface112, REFERENCE.md §6), recorded in the manifest's geometry."""
     source_is_file: bool = False
     """SRC is one file (an insightface .bin), not a folder."""
+    source_bytes: Callable | None = source_file
+    """source_bytes(item, options) -> the encoded source, as duplicate detection hashes it;
+    None: not checked (a .bin stores an image again for every pair it is in)."""
 
 
 FORMATS: dict[str, Format] = {
@@ -35,8 +38,10 @@ FORMATS: dict[str, Format] = {
     "imagefolder": Format(faces.scan_imagefolder, faces=True),
     "lfw-pairs": Format(lfw.scan_lfw_pairs, faces=True),
     "insightface-bin": Format(insightface_bin.scan_insightface_bin, insightface_bin.render_bin_image, faces=True,
-                              template="arcface112", source_is_file=True),
-    "mxnet-rec": Format(mxnet_rec.scan_mxnet_rec, mxnet_rec.render_record, faces=True, template="arcface112"),
+                              template="arcface112", source_is_file=True, source_bytes=None),
+    "mxnet-rec": Format(mxnet_rec.scan_mxnet_rec, mxnet_rec.render_record, faces=True, template="arcface112",
+                        source_bytes=mxnet_rec.record_image),
+    **{name: Format(ijb.scan_ijb, ijb.render_loose_crop, faces=True, template=ijb.TEMPLATE) for name in ijb.NAMES},
     "figshare-tumor": Format(tumor.scan_figshare_tumor, tumor.render_tumor, label_order=tumor.LABEL_ORDER,
                              intensity=tumor.INTENSITY),
     "idc": Format(idc.scan_idc, idc.render_patch, label_order=idc.LABEL_ORDER),
