@@ -232,3 +232,171 @@ def test_a_single_selected_triplet_is_the_loss_itself_in_the_compute_dtype():
     assert loss.item() == pytest.approx(1.0 - 0.25 + 0.2)  # d(0,1) - d(0,2) + α, squared distances
     assert stats.triplets == 2 and float(stats.active_fraction) == 0.5
     assert loss.dtype == torch.float32 and loss.shape == ()
+
+
+# --- pytorch-metric-learning (PML) as an independent reference -------------------------------------------
+# Its distance is set to ours: LpDistance(normalize_embeddings=False) (our inputs are already unit vectors,
+# and PML's normalisation would add its own Jacobian to the gradients), power=2 for squared distances.
+# PML's miners and TripletMarginLoss share our hinge, relu(d(a,p) - d(a,n) + margin), and exclude the
+# anchor from its positives. What differs: PML's default reducer, AvgNonZeroReducer, averages over
+# non-zero losses; ours does that for batch_all only, and averages batch_hard over all anchors (Hermans
+# et al.) and semi_hard over all positive pairs (FaceNet), so those compare with MeanReducer or SumReducer.
+# Not compared: PML's ref_emb form (cross-rank) keeps the anchor's own row as a positive at distance 0.
+
+
+def pml_parts(squared):
+    pytest.importorskip("pytorch_metric_learning")
+    from pytorch_metric_learning import distances, losses, miners, reducers
+
+    distance = distances.LpDistance(normalize_embeddings=False, power=2 if squared else 1)
+    return distance, losses, miners, reducers
+
+
+def clustered(seed, identities=8, per_identity=4, singletons=3, dim=16, spread=0.2):
+    """Unit embeddings around one centre per identity, in shuffled order, with a few singleton identities
+    (anchors without a positive) and one image of identity 0 opposite its centre (every negative nearer than
+    that positive): some triplets are satisfied, some not, in every mode."""
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.cat([torch.arange(identities).repeat_interleave(per_identity),
+                        identities + torch.arange(singletons)])
+    centres = torch.randn(identities + singletons, dim, generator=generator, dtype=torch.float64)
+    noise = spread * torch.randn(len(labels), dim, generator=generator, dtype=torch.float64)
+    emb = torch.nn.functional.normalize(torch.nn.functional.normalize(centres, dim=1)[labels] + noise, dim=1)
+    emb[0] = -emb[0]
+    order = torch.randperm(len(labels), generator=generator)
+    return emb[order], labels[order]
+
+
+def loss_and_grad(loss_fn, emb):
+    emb = emb.clone().requires_grad_()
+    loss = loss_fn(emb)
+    loss.backward()
+    return loss.detach(), emb.grad
+
+
+@pytest.mark.parametrize("squared", [True, False])
+@pytest.mark.parametrize("seed", range(3))
+def test_batch_hard_equals_pml_batch_hard_miner(seed, squared):
+    """BatchHardMiner (farthest positive, nearest negative per anchor, anchors with both) + TripletMarginLoss:
+    with MeanReducer the same loss and gradients; PML's default reducer is our sum over the active anchors."""
+    margin = 0.2 if squared else 0.1
+    distance, losses, miners, reducers = pml_parts(squared)
+    emb, labels = clustered(seed)
+    miner = miners.BatchHardMiner(distance=distance)
+    mean_loss = losses.TripletMarginLoss(margin=margin, distance=distance, reducer=reducers.MeanReducer())
+    theirs, their_grad = loss_and_grad(lambda e: mean_loss(e, labels, miner(e, labels)), emb)
+    loss, grad = loss_and_grad(lambda e: ours(e, labels, margin, "batch_hard", squared)[0], emb)
+    assert loss.item() == pytest.approx(theirs.item(), rel=1e-12)
+    torch.testing.assert_close(grad, their_grad, rtol=1e-10, atol=1e-12)
+    total, count, stats = triplet_loss(emb, labels, emb, labels, torch.arange(len(emb)), margin, "batch_hard",
+                                       squared)
+    assert count == len(miner(emb, labels)[0]) == len(emb) - 3  # the 3 singletons have no positive
+    assert 0.2 < stats.active_fraction < 0.9  # some anchors satisfied: the two reducers differ here
+    nonzero = losses.TripletMarginLoss(margin=margin, distance=distance)(emb, labels, miner(emb, labels))
+    assert (total / (stats.active_fraction * count)).item() == pytest.approx(nonzero.item(), rel=1e-12)
+    assert nonzero.item() > theirs.item()
+
+
+@pytest.mark.parametrize("squared", [True, False])
+@pytest.mark.parametrize("seed", range(3))
+def test_batch_all_equals_pml_all_triplets(seed, squared):
+    """TripletMarginMiner(type_of_triplets="all") keeps d(a,n) - d(a,p) <= margin (zero losses included);
+    TripletMarginLoss's default AvgNonZeroReducer then averages the non-zero ones: our batch_all exactly.
+    Without a miner PML enumerates every triplet itself: the same value."""
+    margin = 0.2 if squared else 0.1
+    distance, losses, miners, _ = pml_parts(squared)
+    emb, labels = clustered(seed)
+    miner = miners.TripletMarginMiner(margin=margin, type_of_triplets="all", distance=distance)
+    loss_fn = losses.TripletMarginLoss(margin=margin, distance=distance)
+    theirs, their_grad = loss_and_grad(lambda e: loss_fn(e, labels, miner(e, labels)), emb)
+    loss, grad = loss_and_grad(lambda e: ours(e, labels, margin, "batch_all", squared)[0], emb)
+    assert loss.item() == pytest.approx(theirs.item(), rel=1e-12)
+    torch.testing.assert_close(grad, their_grad, rtol=1e-10, atol=1e-12)
+    assert loss_fn(emb, labels).item() == pytest.approx(theirs.item(), rel=1e-12)
+    _, count, stats = triplet_loss(emb, labels, emb, labels, torch.arange(len(emb)), margin, "batch_all", squared)
+    dist, (a, p, n) = distance(emb), miner(emb, labels)
+    assert count == (dist[a, p] - dist[a, n] + margin > 0).sum() and 0 < len(a) < stats.triplets
+
+
+def semi_hard_choice(dist, labels, semihard, hard):
+    """FaceNet's choice per positive pair, from PML's triplet sets: among the semi-hard triplets of (a, p)
+    (PML: 0 < d(a,n) - d(a,p) <= margin) the one with the largest loss; when every negative is hard (PML:
+    d(a,n) <= d(a,p)), the one with the smallest; otherwise (the nearest negative farther than p is beyond
+    the margin) no triplet, a zero loss. Returns the chosen triplets, the pair count and the count per case."""
+    by_pair = {}
+    for kind, triplets in (("semihard", semihard), ("hard", hard)):
+        for a, p, n in zip(*(t.tolist() for t in triplets), strict=True):
+            by_pair.setdefault((a, p), {}).setdefault(kind, []).append(n)
+    chosen, cases = [], {"semihard": 0, "all hard": 0, "easy": 0}
+    pairs = [(a, p) for a in range(len(labels)) for p in range(len(labels))
+             if a != p and labels[a] == labels[p] and (labels != labels[a]).any()]
+    for a, p in pairs:
+        found = by_pair.get((a, p), {})
+        if found.get("semihard"):
+            chosen.append((a, p, min(found["semihard"], key=lambda n: dist[a, n].item())))
+            cases["semihard"] += 1
+        elif len(found.get("hard", [])) == int((labels != labels[a]).sum()):
+            chosen.append((a, p, max(found["hard"], key=lambda n: dist[a, n].item())))
+            cases["all hard"] += 1
+        else:
+            cases["easy"] += 1
+    return torch.tensor(chosen).T, len(pairs), cases
+
+
+@pytest.mark.parametrize("squared", [True, False])
+@pytest.mark.parametrize("seed", range(3))
+def test_semi_hard_is_facenets_choice_among_pml_semihard_triplets(seed, squared):
+    """PML has no per-pair semi-hard miner: TripletMarginMiner("semihard") returns *every* semi-hard triplet,
+    and its mean over them is another loss (checked to differ below). Where the definitions meet, per
+    positive pair, ours equals PML's TripletMarginLoss (SumReducer, over our pair count) on the triplets
+    chosen from PML's semihard and hard sets (semi_hard_choice): values and gradients."""
+    margin = 0.2 if squared else 0.1
+    distance, losses, miners, reducers = pml_parts(squared)
+    emb, labels = clustered(seed)
+    mined = {kind: miners.TripletMarginMiner(margin=margin, type_of_triplets=kind, distance=distance)(emb, labels)
+             for kind in ("semihard", "hard")}
+    chosen, num_pairs, cases = semi_hard_choice(distance(emb), labels, mined["semihard"], mined["hard"])
+    assert min(cases.values()) > 0, cases  # every branch of the definition is exercised
+    summed = losses.TripletMarginLoss(margin=margin, distance=distance, reducer=reducers.SumReducer())
+    theirs, their_grad = loss_and_grad(lambda e: summed(e, labels, tuple(chosen)) / num_pairs, emb)
+    loss, grad = loss_and_grad(lambda e: ours(e, labels, margin, "semi_hard", squared)[0], emb)
+    assert loss.item() == pytest.approx(theirs.item(), rel=1e-12)
+    torch.testing.assert_close(grad, their_grad, rtol=1e-10, atol=1e-12)
+    assert ours(emb, labels, margin, "semi_hard", squared)[1].triplets == num_pairs
+    every_semi_hard = losses.TripletMarginLoss(margin=margin, distance=distance)(emb, labels, mined["semihard"])
+    assert every_semi_hard.item() != pytest.approx(loss.item(), rel=1e-3)
+
+
+@pytest.mark.parametrize("squared", [True, False])
+@pytest.mark.parametrize("mining", MODES)
+def test_tied_distances_equal_pml(mining, squared):
+    """Exactly tied 1-D distances, and losses of exactly 0 (d(a,n) - d(a,p) = margin: mined by PML's
+    "all" miner, dropped by its reducer): the strict and non-strict inequalities must be PML's."""
+    margin = 1.0
+    distance, losses, miners, reducers = pml_parts(squared)
+    emb, labels = TIED
+    loss, _ = ours(emb, labels, margin, mining, squared)
+    if mining == "batch_all":
+        theirs = losses.TripletMarginLoss(margin=margin, distance=distance)(emb, labels)
+    elif mining == "batch_hard":
+        mean_loss = losses.TripletMarginLoss(margin=margin, distance=distance, reducer=reducers.MeanReducer())
+        theirs = mean_loss(emb, labels, miners.BatchHardMiner(distance=distance)(emb, labels))
+    else:
+        mined = [miners.TripletMarginMiner(margin=margin, type_of_triplets=kind, distance=distance)(emb, labels)
+                 for kind in ("semihard", "hard")]
+        chosen, num_pairs, _ = semi_hard_choice(distance(emb), labels, *mined)
+        summed = losses.TripletMarginLoss(margin=margin, distance=distance, reducer=reducers.SumReducer())
+        theirs = summed(emb, labels, tuple(chosen)) / num_pairs
+    assert loss.item() == pytest.approx(theirs.item(), rel=1e-12, abs=1e-15)
+
+
+@pytest.mark.parametrize("chunk", [1, 500, 10**9])
+def test_batch_all_is_the_same_in_any_chunking(monkeypatch, chunk):
+    """Batch-all's triplet tensor is built over chunks of anchors. Here P x N = 3 x 35 elements per anchor:
+    a bound of 1 gives one anchor per chunk, 500 four (the last chunk short), 10^9 the whole batch at once."""
+    emb, labels = clustered(4)
+    monkeypatch.setattr(triplet, "TRIPLET_CHUNK", chunk)
+    loss, grad = loss_and_grad(lambda e: ours(e, labels, 0.2, "batch_all", True)[0], emb)
+    expected, expected_grad = loss_and_grad(lambda e: brute_force(e, labels, 0.2, "batch_all", True), emb)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-12)
+    torch.testing.assert_close(grad, expected_grad, rtol=1e-10, atol=1e-12)
