@@ -46,5 +46,6 @@ setup(
             "pytorch-metric-learning>=2.6,<3",
         ]
     },
-    entry_points={"console_scripts": ["launch=launcher.launch.cli:main", "shards=shards.cli:main"]},
+    entry_points={"console_scripts": ["launch=launcher.launch.cli:main", "shards=shards.cli:main",
+                                      "facetrain=facetrain.cli:main"]},
 )

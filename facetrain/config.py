@@ -41,7 +41,11 @@ class FaceTripletConfig(TaskConfig):
     eval_batch_size: int = 128
     eval_folds: int = 10
     eval_pairs_per_fold: int = 300
-    """Generated pairs per fold (half matched, half mismatched) when the shards have no LFW pairs."""
+    """Pairs per fold (half matched, half mismatched) drawn without replacement from the held-out
+    identities, when the evaluation folder has no pairs of its own."""
+    eval_pairs: Literal["folds", "all"] = "folds"
+    """folds: eval_folds x eval_pairs_per_fold, LFW-style (each identity in one fold when there are
+    enough); all: every matched pair of the held-out identities and as many mismatched ones."""
     benchmarks: tuple[str, ...] = ()
     """Shard folders of published verification sets (``shards build insightface-bin lfw.bin``):
     each is evaluated at every evaluation on its own pairs and folds, reported as <folder>_accuracy,
@@ -56,17 +60,22 @@ class FaceTripletConfig(TaskConfig):
         self.stream.check_inputs()
         allowance = 1.0 if self.eval_allow_incomplete else 0.0
         split_availability(self.eval_shards or self.stream.shards, self.eval_split).check(allowance)
-        trained_on = template_of(load_manifest(Path(self.stream.shards)))
         for benchmark in self.benchmarks:
-            availability = split_availability(benchmark, "test")
-            availability.check(allowance)
-            if "pairs" not in availability.manifest:
-                raise ValueError(f"task.benchmarks: {benchmark} has no pairs (build it with shards build "
-                                 "insightface-bin FILE.bin, or lfw-pairs)")
-            scored_on = template_of(availability.manifest)  # a mismatch costs ~6 LFW points (insightface #1107)
-            if trained_on and scored_on and trained_on != scored_on:
-                raise ValueError(f"task.benchmarks: {benchmark} holds faces aligned on the {scored_on} template, "
-                                 f"the training shards {self.stream.shards} on {trained_on}; align both on one")
+            self.check_benchmark(benchmark)
+
+    def check_benchmark(self, benchmark: str) -> None:
+        """A published set's folder (task.benchmarks, ``facetrain evaluate --on``): its split ``test``
+        there, its pairs, and its faces on the training shards' alignment template."""
+        availability = split_availability(benchmark, "test")
+        availability.check(1.0 if self.eval_allow_incomplete else 0.0)
+        if "pairs" not in availability.manifest and "ijb" not in availability.manifest:
+            raise ValueError(f"task.benchmarks: {benchmark} has no pairs (build it with shards build "
+                             "insightface-bin FILE.bin, lfw-pairs, ijbb or ijbc)")
+        trained_on = template_of(load_manifest(Path(self.stream.shards)))
+        scored_on = template_of(availability.manifest)  # a mismatch costs ~6 LFW points (insightface #1107)
+        if trained_on and scored_on and trained_on != scored_on:
+            raise ValueError(f"task.benchmarks: {benchmark} holds faces aligned on the {scored_on} template, "
+                             f"the training shards {self.stream.shards} on {trained_on}; align both on one")
 
     def __post_init__(self) -> None:
         if not self.stream.shards:

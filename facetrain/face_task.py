@@ -5,9 +5,11 @@ each rank's anchors mining the global batch (facetrain/triplet.py), optionally w
 replaced by) an ArcFace or CosFace head (facetrain/margin_heads.py).  Evaluation: every rank
 embeds its share of the evaluation split (optionally with the flipped image added), the
 embeddings are gathered once, and pairs are scored with the LFW protocol
-(facetrain/verification.py): the shard folder's LFW pairs when it has them, otherwise pairs
-drawn deterministically (balanced, 10 folds) from the held-out identities.  A ROC plot of every
-evaluation since step 0, labelled by step, is written to roc.png in the run directory.
+(facetrain/verification.py): the shard folder's own pairs when it has them, otherwise pairs
+enumerated without replacement from the held-out identities (shards/pairs.py).  Published sets
+(task.benchmarks) are scored each on its own pairs, IJB-B/C on their templates (facetrain/ijb.py).
+A ROC plot of every evaluation since step 0, labelled by step, is written to roc.png in the run
+directory.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from facetrain.config import FaceTripletConfig
+from facetrain.ijb import evaluate_ijb_folder
 from facetrain.margin_heads import MarginHead
 from facetrain.model import AttentionFaceNet
 from facetrain.triplet import distributed_triplet_loss
@@ -34,6 +37,8 @@ from shards.eval_reader import eval_loader, samples_not_read
 from shards.geometry import canvas_of
 from shards.loader import StreamLoader
 from shards.manifest import ManifestError, load_manifest
+from shards.pairs import all_pairs, fold_pairs
+from shards.stream_config import AugmentConfig
 
 # A shard folder or weights file that is missing, or a dataset that cannot fill a batch: the
 # user's to fix, so one clear line rather than a stack trace.
@@ -103,19 +108,30 @@ class FaceTripletTask:
     @torch.no_grad()
     def evaluate(self, model: nn.Module, step: int, out_dir: Path) -> dict[str, float]:
         c = self.config
-        keys, labels, embeddings, missing = self._embed(model, self.eval_shards, c.eval_split)
-        pairs = lfw_pairs(self.eval_shards, keys) or generated_pairs(labels, c.eval_folds, c.eval_pairs_per_fold)
-        result = verify(embeddings, pairs)
+        keys, labels, embeddings, missing = self.embed_split(model, self.eval_shards, c.eval_split)
+        result = verify(embeddings, lfw_pairs(self.eval_shards, keys) or self.held_out_pairs(labels))
         self.history[step] = result
         if self.dist.is_main:
             plot_roc({f"step {s}": self.history[s] for s in sorted(self.history)}, Path(out_dir) / "roc.png")
         metrics = {**headline(result, "verification"), "eval_missing_samples": float(missing)}
-        for benchmark in c.benchmarks:  # published sets (insightface .bin builds): their own pairs and folds
-            keys, _, embeddings, missing = self._embed(model, benchmark, "test")
+        for benchmark in c.benchmarks:  # published sets: their own pairs and folds, or IJB templates
+            keys, _, embeddings, missing = self.embed_split(model, benchmark, "test")
             name = Path(benchmark).name
-            metrics |= {**headline(verify(embeddings, lfw_pairs(benchmark, keys)), name),
-                        f"{name}_missing_samples": float(missing)}
+            if "ijb" in load_manifest(Path(benchmark)):
+                metrics |= evaluate_ijb_folder(benchmark, keys, embeddings, name)
+            else:
+                metrics |= headline(verify(embeddings, lfw_pairs(benchmark, keys)), name)
+            metrics[f"{name}_missing_samples"] = float(missing)
         return metrics
+
+    def held_out_pairs(self, labels: np.ndarray):
+        """Pairs of the held-out identities, enumerated without replacement (shards/pairs.py): LFW-style
+        folds of eval_pairs_per_fold, or every matched pair and as many mismatched (eval_pairs: all)."""
+        c = self.config
+        with reported_as_job_error(ValueError):  # too few held-out pairs for the folds asked
+            if c.eval_pairs == "all":
+                return all_pairs(labels, folds=c.eval_folds)
+            return fold_pairs(labels, c.eval_folds, c.eval_pairs_per_fold)
 
     def summary(self) -> dict[str, Any]:
         c = self.config
@@ -134,7 +150,8 @@ class FaceTripletTask:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.history = {step: VerificationResult(**result) for step, result in state.get("verification", {}).items()}
 
-    def _embed(self, model: nn.Module, shards: str, split: str):
+    @torch.no_grad()
+    def embed_split(self, model: nn.Module, shards: str, split: str):
         """(keys, labels, embeddings, samples missing) of a whole split in index order, on every
         rank (one gather)."""
         c, dist = self.config, self.dist
@@ -142,10 +159,7 @@ class FaceTripletTask:
         loader = eval_loader(shards, split, dist.rank, dist.world_size, c.eval_batch_size,
                              c.stream.augment, max_missing_fraction=self.eval_allowance, canvas=self.canvas)
         for batch in loader:
-            images = self._images(batch["image"].to(dist.device), model)
-            embedding = model(images)[0]
-            if c.flip_test:
-                embedding = F.normalize(embedding + model(images.flip(-1))[0], dim=1)
+            embedding = evaluation_embeddings(model, batch["image"].to(dist.device), c.stream.augment, c.flip_test)
             local += zip(batch["index"].tolist(), batch["key"], batch["label"].tolist(),
                          embedding.float().cpu().numpy(), strict=True)
         gathered = [None] * dist.world_size
@@ -157,6 +171,17 @@ class FaceTripletTask:
         missing = samples_not_read(loader, len(rows), c.eval_allow_incomplete)
         _, keys, labels, embeddings = zip(*rows, strict=True)
         return list(keys), np.array(labels), np.stack(embeddings).astype(np.float64), missing
+
+
+def evaluation_embeddings(model: nn.Module, images: torch.Tensor, augment: AugmentConfig,
+                          flip_test: bool) -> torch.Tensor:
+    """Unit embeddings of uint8 (B, 3, H, W) images as every evaluation computes them: normalised as
+    in training; with the flip test, image and mirror image embedded, summed, normalised (insightface)."""
+    images = normalize_batch(images, augment, next(model.parameters()).dtype)
+    embeddings = model(images)[0]
+    if flip_test:
+        embeddings = F.normalize(embeddings + model(images.flip(-1))[0], dim=1)
+    return embeddings
 
 
 def verify(embeddings: np.ndarray, pairs: tuple) -> VerificationResult:
@@ -181,23 +206,3 @@ def lfw_pairs(shards: str, keys: list[str]):
     usable = [p for p in manifest["pairs"] if p["a"] in row and p["b"] in row]
     return (np.array([row[p["a"]] for p in usable]), np.array([row[p["b"]] for p in usable]),
             np.array([p["same"] for p in usable]), np.array([p["fold"] for p in usable]))
-
-
-def generated_pairs(labels: np.ndarray, folds: int, per_fold: int, seed: int = 0):
-    """Balanced pairs of held-out samples, deterministic in (labels, seed): per fold, half
-    matched (two images of one identity) and half mismatched (images of two identities)."""
-    rng = np.random.default_rng(seed)
-    by_label = {label: np.flatnonzero(labels == label) for label in np.unique(labels)}
-    several = [label for label, rows in by_label.items() if len(rows) >= 2]
-    if not several or len(by_label) < 2:
-        raise ValueError("the evaluation split needs identities with 2+ images and 2+ identities")
-    pairs = []  # (a, b, same, fold)
-    for fold in range(folds):
-        for _ in range(per_fold // 2):
-            first, second = rng.choice(by_label[several[rng.integers(len(several))]], 2, replace=False)
-            pairs.append((first, second, True, fold))
-        for _ in range(per_fold // 2):
-            one, other = rng.choice(list(by_label), 2, replace=False)
-            pairs.append((rng.choice(by_label[one]), rng.choice(by_label[other]), False, fold))
-    a, b, same, fold_of = zip(*pairs, strict=True)
-    return np.array(a), np.array(b), np.array(same), np.array(fold_of)

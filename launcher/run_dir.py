@@ -140,9 +140,9 @@ class RunDir:
             plot.unlink()
 
 
-def source_checkpoint(path: str | Path) -> Path:
-    """The checkpoint folder ``path`` names (``train.init_from``): itself if it is one, else the
-    newest complete checkpoint of the run directory it is."""
+def source_checkpoint(path: str | Path, option: str = "train.init_from") -> Path:
+    """The checkpoint folder ``path`` names (``train.init_from``, ``facetrain evaluate``, ...): itself if it
+    is one, else the newest complete checkpoint of the run directory it is.  ``option`` starts the error."""
     path = Path(path)
     if (path / RunDir.COMPLETE_MARKER).is_file():
         return path
@@ -150,6 +150,6 @@ def source_checkpoint(path: str | Path) -> Path:
     if tags:
         return RunDir(path).checkpoint(tags[-1])
     if not path.exists():
-        raise JobError(f"train.init_from: {path} does not exist")
-    raise JobError(f"train.init_from: {path} is neither a run directory with a complete checkpoint nor a "
+        raise JobError(f"{option}: {path} does not exist")
+    raise JobError(f"{option}: {path} is neither a run directory with a complete checkpoint nor a "
                    "checkpoint folder (one with complete.json)")

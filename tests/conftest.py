@@ -14,14 +14,19 @@ def repo() -> Path:
     return REPO
 
 
-@pytest.fixture
-def subprocess_env() -> dict[str, str]:
+def child_env() -> dict[str, str]:
     """Environment for child processes: the repo importable, tests importable, quiet logs."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     env.setdefault("OMP_NUM_THREADS", "1")
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+@pytest.fixture
+def subprocess_env() -> dict[str, str]:
+    """A fresh ``child_env()`` per test (tests may change it); module fixtures call ``child_env`` itself."""
+    return child_env()
 
 
 @pytest.fixture(scope="session")

@@ -69,7 +69,7 @@ def test_the_face_task_evaluates_on_the_training_canvas(folders, monkeypatch):
     monkeypatch.setattr(face_task, "eval_loader", loader)
     for shards in (task.eval_shards, str(folders["lfw"])):
         with pytest.raises(Asked):
-            task._embed(None, shards, "test")
+            task.embed_split(None, shards, "test")
     assert asked == [(str(folders["train72"]), 72), (str(folders["lfw"]), 72)]
     monkeypatch.undo()
     summary = task.summary()

@@ -1,12 +1,10 @@
-"""The face task's pairs: an lfw-pairs shard folder's own pairs, or generated ones."""
+"""The face task's pairs: an lfw-pairs shard folder's own pairs (held-out pairs: tests/unit/test_pairs.py)."""
 
 import contextlib
 import io
 import json
 
-import numpy as np
-
-from facetrain.face_task import generated_pairs, lfw_pairs
+from facetrain.face_task import lfw_pairs
 from shards.cli import main
 from tests.fixtures import datasets
 
@@ -21,12 +19,3 @@ def test_lfw_pairs_map_keys_to_embedding_rows_and_keep_folds(tmp_path):
     assert [keys[i] for i in a] == [p["a"] for p in manifest["pairs"]]
     assert [keys[i] for i in b] == [p["b"] for p in manifest["pairs"]]
     assert same.tolist() == [p["same"] for p in manifest["pairs"]] and folds.tolist() == [0, 0, 0, 0, 1, 1, 1]
-
-
-def test_generated_pairs_are_balanced_deterministic_and_valid():
-    labels = np.repeat(np.arange(12), 5)
-    a, b, same, folds = generated_pairs(labels, folds=10, per_fold=30)
-    assert len(a) == 300 and same.sum() == 150 and np.bincount(folds).tolist() == [30] * 10
-    assert np.all((labels[a] == labels[b]) == same) and np.all(a[same] != b[same])
-    again = generated_pairs(labels, folds=10, per_fold=30)
-    assert all(np.array_equal(x, y) for x, y in zip((a, b, same, folds), again, strict=True))

@@ -1,0 +1,5 @@
+import sys
+
+from facetrain.cli import main
+
+sys.exit(main())
