@@ -59,9 +59,23 @@ class FaceTripletConfig(TaskConfig):
     def check_inputs(self) -> None:
         self.stream.check_inputs()
         allowance = 1.0 if self.eval_allow_incomplete else 0.0
-        split_availability(self.eval_shards or self.stream.shards, self.eval_split).check(allowance)
+        folder = self.eval_shards or self.stream.shards
+        availability = split_availability(folder, self.eval_split)
+        availability.check(allowance)
+        if "pairs" not in availability.manifest:  # pairs enumerated from the held-out identities
+            counts = availability.manifest["splits"][self.eval_split]["labels"].values()
+            self.check_held_out_pairs(sum(n * (n - 1) // 2 for n in counts), f"{folder} split {self.eval_split}")
         for benchmark in self.benchmarks:
             self.check_benchmark(benchmark)
+
+    def check_held_out_pairs(self, matched: int, where: str) -> None:
+        """Enough matched pairs among the held-out identities for the folds asked (they are drawn
+        without replacement); one line saying what to change otherwise."""
+        needed = self.eval_folds if self.eval_pairs == "all" else self.eval_folds * (self.eval_pairs_per_fold // 2)
+        if matched < needed:
+            raise ValueError(f"task.eval_pairs: {where} has {matched} matched pairs, and {self.eval_folds} folds of "
+                             f"{self.eval_pairs_per_fold} pairs need {needed}; lower task.eval_pairs_per_fold or "
+                             "set task.eval_pairs: all")
 
     def check_benchmark(self, benchmark: str) -> None:
         """A published set's folder (task.benchmarks, ``facetrain evaluate --on``): its split ``test``

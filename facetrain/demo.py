@@ -71,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.short:
         steps = SHORT["steps"]
         overrides += [f"train.steps={steps}", f"train.eval_every={steps // 2}", f"checkpoint.every_steps={steps // 2}",
-                      f"schedule.warmup_steps={steps // 4}"]
+                      f"schedule.warmup_steps={steps // 4}",
+                      "task.eval_pairs_per_fold=60"]  # 12 held-out identities: 792 matched pairs
     return cli.main([str(CONFIG), "--nproc", str(args.nproc), *(a for o in overrides for a in ("--set", o)),
                      "--resume" if args.resume else "--fresh"])
 

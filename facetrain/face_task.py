@@ -128,7 +128,9 @@ class FaceTripletTask:
         """Pairs of the held-out identities, enumerated without replacement (shards/pairs.py): LFW-style
         folds of eval_pairs_per_fold, or every matched pair and as many mismatched (eval_pairs: all)."""
         c = self.config
-        with reported_as_job_error(ValueError):  # too few held-out pairs for the folds asked
+        with reported_as_job_error(ValueError):  # fewer held-out images than the manifest said (incomplete set)
+            c.check_held_out_pairs(sum(n * (n - 1) // 2 for n in np.unique(labels, return_counts=True)[1]),
+                                   f"{self.eval_shards} split {c.eval_split} as read")
             if c.eval_pairs == "all":
                 return all_pairs(labels, folds=c.eval_folds)
             return fold_pairs(labels, c.eval_folds, c.eval_pairs_per_fold)

@@ -24,7 +24,8 @@ def test_deleted_shards_within_the_allowance_are_left_out_and_counted(face_shard
     (shards / train["name"]).unlink()
     (shards / val["name"]).unlink()
     config = write_job(tmp_path, "job", shards, train={"steps": 10},
-                       task={"stream": {"max_missing_fraction": 0.3}, "eval_allow_incomplete": True})
+                       task={"stream": {"max_missing_fraction": 0.3}, "eval_allow_incomplete": True,
+                             "eval_pairs_per_fold": 20})  # pairs without replacement from the val shards left
     proc = run_job(config, subprocess_env)
     assert proc.returncode == 0, proc.stderr[-4000:]
     report = results(config)

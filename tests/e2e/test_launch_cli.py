@@ -118,6 +118,9 @@ MISTAKES = {  # what the user did -> (setup(face_shards, tmp_path) -> launch arg
                                     "{tmp}/copy: split 'val' is missing 40 of 72 samples (55.6%, more than the 0.0% "
                                     "allowed by max_missing_fraction) in 1 of 2 shards: {tmp}/copy/val-000000.tar "
                                     "(missing)"),
+    "more held-out pairs than the identities have": (lambda shards, tmp: use("task.eval_pairs_per_fold", 60),
+                                                     "split val has 252 matched pairs, and 10 folds of 60 pairs need "
+                                                     "300; lower task.eval_pairs_per_fold or set task.eval_pairs: all"),
     "resume with another world size": (lambda shards, tmp: with_checkpoint_of(2, tmp / "job") or ["--resume",
                                                                                                   "--nproc", 3],
                                        "step00000010: saved by 2 processes, this start plans 3; resume with 2 "
