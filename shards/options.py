@@ -8,7 +8,7 @@ from pathlib import Path
 
 from shards.named_splits import NamedSplit, is_named, parse_named
 
-ADDED_LATER = {"stratify": False, "test_fold": None, "val_fold": None, "allow_group_leak": False,
+ADDED_LATER = {"stratify": False, "test_fold": None, "val_fold": None, "allow_group_leak": False, "min_size": 2,
                "pairs": None, "duplicates": "report", "near_duplicates": None}
 """Options added after shard folders were first built, left out of the fingerprint at these defaults."""
 
