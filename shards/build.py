@@ -38,7 +38,7 @@ from shards.plan import (
     stratified_on,
 )
 from shards.split_pairs import planned_pairs, written_pairs
-from shards.writer import one_thread_per_worker, sha256_of, work_dir, write_shard
+from shards.writer import RESULT_FIELDS, one_thread_per_worker, sha256_of, work_dir, write_shard
 
 
 class BuildError(Exception):
@@ -98,11 +98,15 @@ def prepare_output(options: BuildOptions, print_: str) -> None:
 
 
 def completed(plan: ShardPlan, options: BuildOptions) -> dict[str, Any] | None:
-    """The recorded result of a shard finished by an earlier run, if the file still matches."""
+    """The recorded result of a shard finished by an earlier run, if the file still matches and
+    the record has what this code records (a shard of an older build lacks the per-sample json
+    and the tallies added since: it is written again)."""
     record, shard = work_dir(options.out) / f"{plan.name}.json", options.out / plan.name
     if not (record.is_file() and shard.is_file()):
         return None
     result = json.loads(record.read_text())
+    if not result.keys() >= RESULT_FIELDS:
+        return None
     if shard.stat().st_size != result["bytes"] or sha256_of(shard) != result["sha256"]:
         return None
     return result

@@ -51,6 +51,11 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+RESULT_FIELDS = frozenset({"name", "split", "count", "bytes", "sha256", "labels", "skipped", "flagged", "pixels",
+                           "sides", "aligned", "unaligned_kept"})
+"""What a shard's result record holds; a record of an older build without some is written again."""
+
+
 def write_shard(plan: ShardPlan, options: BuildOptions, label_ids: dict[str, int]) -> dict[str, Any]:
     fmt = FORMATS[options.format]
     aligner = _get_aligner(options)
@@ -82,6 +87,7 @@ def write_shard(plan: ShardPlan, options: BuildOptions, label_ids: dict[str, int
         "sides": tally_sides(sizes),
         "aligned": aligned[True], "unaligned_kept": aligned[False],
     }
+    assert result.keys() == RESULT_FIELDS
     write_json_atomic(work_dir(options.out) / f"{plan.name}.json", result)
     return result
 

@@ -48,6 +48,19 @@ def test_rerun_keeps_verified_shards_and_redoes_damaged_ones(tmp_path):
     assert second["shards"] == first["shards"]
 
 
+def test_shards_of_an_older_build_are_written_again_with_what_this_code_records(tmp_path):
+    datasets.make_casia(tmp_path / "src")
+    assert main(build_args(tmp_path)) == 0
+    first = manifest(tmp_path)
+    record = tmp_path / "out" / ".build" / "train-000001.tar.json"
+    older = {k: v for k, v in json.loads(record.read_text()).items() if k not in ("pixels", "sides")}
+    record.write_text(json.dumps(older))  # what a build before image depth and geometry recorded
+    assert main(build_args(tmp_path)) == 0
+    second = manifest(tmp_path)
+    assert second["shards_reused"] == len(first["shards"]) - 1
+    assert second["geometry"] == first["geometry"] and second["splits"] == first["splits"]
+
+
 def test_killed_build_leaves_nothing_that_looks_complete(tmp_path, capsys):
     datasets.make_casia(tmp_path / "src")
     assert main(build_args(tmp_path)) == 0
