@@ -15,6 +15,7 @@ import functools
 import multiprocessing
 import os
 import signal
+from collections.abc import Iterator
 from dataclasses import fields
 from multiprocessing.synchronize import Event as EventType
 from typing import Any
@@ -34,6 +35,9 @@ PREFETCH = 2
 """Batches each worker prepares ahead (the DataLoader's default); each holds a shared image slot."""
 
 
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)
+
+
 def leave_stops_to_the_trainer(closing: EventType, worker_id: int) -> None:
     """DataLoader ``worker_init_fn``: stop signals are the training process's decision.
 
@@ -41,7 +45,9 @@ def leave_stops_to_the_trainer(closing: EventType, worker_id: int) -> None:
     processes receive it too; torch's worker handler dies of SIGTERM, and torch then fails the
     training process ("DataLoader worker ... is killed by signal") before it can checkpoint.  So
     SIGINT, SIGHUP and SIGUSR1 are ignored here, and SIGTERM too until the loader is closing (it
-    ends workers that do not join in time with SIGTERM) or the training process is gone."""
+    ends workers that do not join in time with SIGTERM) or the training process is gone.  The
+    workers start with the stop signals blocked (``started_with_stops_held``), so one sent while
+    torch's handler was still in place waits until now, and meets these."""
     for signum in (signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
         signal.signal(signum, signal.SIG_IGN)
     parent = os.getppid()
@@ -52,6 +58,19 @@ def leave_stops_to_the_trainer(closing: EventType, worker_id: int) -> None:
             os.kill(os.getpid(), signal.SIGTERM)
 
     signal.signal(signal.SIGTERM, on_sigterm)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+
+
+def started_with_stops_held(loader: DataLoader) -> Iterator:
+    """``iter(loader)``, its worker processes forked with the stop signals blocked: from the fork
+    until ``leave_stops_to_the_trainer`` runs, a worker has torch's SIGTERM handler, which would
+    kill it (a job stopped in its first second lost its run).  The training process gets a signal
+    that came meanwhile as soon as the workers are forked."""
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        return iter(loader)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 def as_produced(batch: dict[str, Any]) -> dict[str, Any]:
@@ -136,7 +155,7 @@ class StreamLoader:
 
     def __next__(self) -> dict[str, Any]:
         if self._iterator is None:
-            self._iterator = iter(self.loader)
+            self._iterator = started_with_stops_held(self.loader)
         batch = next(self._iterator)
         if "slot" in batch:
             images = self.slots.copy_out(*batch.pop("slot"), pin_memory=self.pin_memory)

@@ -51,7 +51,8 @@ def test_builds_declare_their_canvas_and_template(folders):
 def config(folders: dict[str, Path], train: str = "train72") -> FaceTripletConfig:
     stream = StreamConfig(shards=str(folders[train]), identities_per_batch=2, images_per_identity=2,
                           augment=AugmentConfig(size=64, crop="random"))
-    return FaceTripletConfig(name="face_triplet", stream=stream, eval_split="val", benchmarks=(str(folders["lfw"]),))
+    return FaceTripletConfig(name="face_triplet", stream=stream, eval_split="val", eval_pairs="all",
+                             benchmarks=(str(folders["lfw"]),))
 
 
 class Asked(Exception):
