@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 from facetrain.checkpoint_model import FaceCheckpoint
 from facetrain.config import FaceTripletConfig
@@ -41,15 +42,17 @@ class EvaluationSet:
 @dataclass(frozen=True)
 class OneSetConfig(FaceTripletConfig):
     """The checkpoint's task config aimed at one evaluation set, whose inputs are that set alone: the
-    training shards need not be on this machine (their manifest, which holds the face geometry, must)."""
+    training shards need not be on this machine (the checkpoint records their face geometry)."""
 
     def check_inputs(self) -> None:
         split_availability(self.eval_shards, self.eval_split).check(1.0 if self.eval_allow_incomplete else 0.0)
 
 
-def evaluation_sets(specs: list[str], config: FaceTripletConfig) -> list[EvaluationSet]:
-    """``FOLDER[:SPLIT]`` entries, checked (manifest, pairs or the split, its shards there); with none,
-    the sets the run itself evaluated (its held-out split and task.benchmarks)."""
+def evaluation_sets(specs: list[str], config: FaceTripletConfig,
+                    training_geometry: dict[str, Any]) -> list[EvaluationSet]:
+    """``FOLDER[:SPLIT]`` entries, checked (manifest, pairs or the split, its shards there, a set's
+    alignment template against the training geometry); with none, the sets the run itself evaluated
+    (its held-out split and task.benchmarks)."""
     if not specs:
         specs = [f"{config.eval_shards or config.stream.shards}:{config.eval_split}", *config.benchmarks]
     allowance = 1.0 if config.eval_allow_incomplete else 0.0
@@ -68,7 +71,7 @@ def evaluation_sets(specs: list[str], config: FaceTripletConfig) -> list[Evaluat
                                f"{split!r} to draw pairs from (it has {', '.join(manifest['splits'])}; name one "
                                f"as {folder}:SPLIT)")
             if own_pairs and split == "test":
-                config.check_benchmark(folder)  # as for task.benchmarks: pairs there, the training alignment
+                config.check_benchmark(folder, training_geometry)  # as task.benchmarks: pairs, alignment
             else:
                 split_availability(folder, split).check(allowance)
         sets.append(EvaluationSet(Path(folder).resolve().name, folder, split, own_pairs, templates))
@@ -89,7 +92,7 @@ def evaluate_sets(checkpoint: FaceCheckpoint, network: AttentionFaceNet, sets: l
             (out_dir / one.name).mkdir(parents=True, exist_ok=True)
         config = OneSetConfig(**{**settings, "eval_shards": one.folder, "eval_split": one.split, "benchmarks": ()})
         with reported_as_job_error(*SETUP_ERRORS):  # e.g. too few identities to draw pairs from
-            task = FaceTripletTask(config, dist)
+            task = FaceTripletTask(config, dist, geometry=checkpoint.geometry)
             if one.templates:  # no ROC of image pairs: the figures are the template pairs' (facetrain/ijb.py)
                 keys, _, embeddings, missing = task.embed_split(network, one.folder, one.split)
                 metrics |= {**evaluate_ijb_folder(one.folder, keys, embeddings, one.name),

@@ -13,6 +13,9 @@ import io
 import json
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
+
+import torch
 
 from facetrain.config import FaceTripletConfig
 from facetrain.model import AttentionFaceNet
@@ -21,7 +24,6 @@ from launcher.config.schema import load_job_config
 from launcher.errors import JobError
 from launcher.run_dir import RunDir, source_checkpoint
 from launcher.runtime.init_from import MODEL_STATES, fp32_weights
-from shards.geometry import canvas_of
 from shards.manifest import ManifestError, load_manifest
 
 NETWORK = "network."
@@ -34,8 +36,13 @@ class FaceCheckpoint:
     """The checkpoint folder (stepNNNNNNNN)."""
     step: int
     config: FaceTripletConfig
-    canvas: int | None
-    """The training shards' canvas, which evaluation brings images to (shards/geometry.py)."""
+    geometry: dict[str, Any]
+    """The training shards' face geometry (shards/geometry.py); {} for shards built before it."""
+
+    @property
+    def canvas(self) -> int | None:
+        """The side evaluation brings images to: faces at the training scale."""
+        return self.geometry.get("canvas")
 
     def load_network(self) -> AttentionFaceNet:
         """The embedding network with the checkpoint's fp32 weights, in eval mode."""
@@ -67,10 +74,21 @@ def face_checkpoint(path: str | Path, command: str) -> FaceCheckpoint:
         raise JobError(f"{command}: {checkpoint} is a checkpoint of task {name!r}, not a face checkpoint "
                        "(face_triplet)")
     config: FaceTripletConfig = load_job_config(config_path).task
-    try:  # what the face task reads too: evaluation must see faces at the training scale
-        canvas = canvas_of(load_manifest(Path(config.stream.shards)))
-    except ManifestError as exc:
-        raise JobError(f"{command}: the face geometry comes from the training shards' manifest, and {exc} "
-                       f"(task.stream.shards of {config_path}; the manifest.json alone is enough)") from None
     step = json.loads((checkpoint / RunDir.COMPLETE_MARKER).read_text())["step"]
-    return FaceCheckpoint(checkpoint, step, config, canvas)
+    return FaceCheckpoint(checkpoint, step, config, training_geometry(checkpoint, config, command))
+
+
+def training_geometry(checkpoint: Path, config: FaceTripletConfig, command: str) -> dict[str, Any]:
+    """The training shards' face geometry (shards/geometry.py: the canvas evaluation brings images
+    to, the alignment template): as the face task recorded it in the checkpoint, or, for a
+    checkpoint from before that, from the training shards' manifest."""
+    task_state = torch.load(checkpoint / RunDir.rank_state_name(0), map_location="cpu",
+                            weights_only=False)["train_state"].get("task", {})
+    if "geometry" in task_state:
+        return task_state["geometry"]
+    try:
+        return load_manifest(Path(config.stream.shards)).get("geometry") or {}
+    except ManifestError as exc:
+        raise JobError(f"{command}: {checkpoint} predates recording its face geometry, which then comes from the "
+                       f"training shards' manifest, and {exc} (task.stream.shards of its config.yaml; the "
+                       "manifest.json alone is enough)") from None

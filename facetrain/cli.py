@@ -6,7 +6,7 @@
 
 CHECKPOINT is a checkpoint folder (RUN_DIR/checkpoints/stepNNNNNNNN) or a run directory (its newest
 complete checkpoint); the network, image size and flip test come from the config.yaml saved in it,
-the face geometry (the canvas images are brought to) from its training shards' manifest.
+the face geometry (the canvas images are brought to) as the checkpoint recorded it.
 ``evaluate`` runs in one process or on every rank of ``torchrun --nproc-per-node N -m facetrain
 evaluate ...``.  A mistake in the inputs is one line on stderr and exit status 2.
 """
@@ -65,7 +65,8 @@ def evaluate(args: argparse.Namespace) -> int:
     checkpoint = face_checkpoint(args.checkpoint, "evaluate")
     if args.allow_incomplete:
         checkpoint = replace(checkpoint, config=replace(checkpoint.config, eval_allow_incomplete=True))
-    sets = evaluation_sets(args.on, checkpoint.config)  # every mistake in the inputs before the weights load
+    # every mistake in the inputs before the weights load
+    sets = evaluation_sets(args.on, checkpoint.config, checkpoint.geometry)
     network = checkpoint.load_network()
     out = args.out or checkpoint.path / "evaluation"
     with contextlib.redirect_stdout(sys.stderr):  # DeepSpeed prints the ops it builds; stdout has the table

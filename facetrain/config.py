@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from facetrain.model_config import FaceModelConfig
 from launcher.config.schema import TaskConfig
@@ -77,7 +77,7 @@ class FaceTripletConfig(TaskConfig):
                              f"{self.eval_pairs_per_fold} pairs need {needed}; lower task.eval_pairs_per_fold or "
                              "set task.eval_pairs: all")
 
-    def check_benchmark(self, benchmark: str) -> None:
+    def check_benchmark(self, benchmark: str, training_geometry: dict[str, Any] | None = None) -> None:
         """A published set's folder (task.benchmarks, ``facetrain evaluate --on``): its split ``test``
         there, its pairs, and its faces on the training shards' alignment template."""
         availability = split_availability(benchmark, "test")
@@ -85,7 +85,8 @@ class FaceTripletConfig(TaskConfig):
         if "pairs" not in availability.manifest and "ijb" not in availability.manifest:
             raise ValueError(f"task.benchmarks: {benchmark} has no pairs (build it with shards build "
                              "insightface-bin FILE.bin, lfw-pairs, ijbb or ijbc)")
-        trained_on = template_of(load_manifest(Path(self.stream.shards)))
+        trained_on = template_of({"geometry": training_geometry} if training_geometry is not None
+                                 else load_manifest(Path(self.stream.shards)))
         scored_on = template_of(availability.manifest)  # a mismatch costs ~6 LFW points (insightface #1107)
         if trained_on and scored_on and trained_on != scored_on:
             raise ValueError(f"task.benchmarks: {benchmark} holds faces aligned on the {scored_on} template, "

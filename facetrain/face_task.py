@@ -34,7 +34,6 @@ from launcher.errors import reported_as_job_error
 from launcher.runtime.dist import DistInfo
 from shards.augment import normalize_batch
 from shards.eval_reader import eval_loader, samples_not_read
-from shards.geometry import canvas_of
 from shards.loader import StreamLoader
 from shards.manifest import ManifestError, load_manifest
 from shards.pairs import all_pairs, fold_pairs
@@ -61,7 +60,9 @@ class FaceEmbeddingModel(nn.Module):
 
 
 class FaceTripletTask:
-    def __init__(self, config: FaceTripletConfig, dist: DistInfo):
+    def __init__(self, config: FaceTripletConfig, dist: DistInfo, geometry: dict[str, Any] | None = None):
+        """``geometry``: the training shards' face geometry as a checkpoint recorded it (facetrain
+        evaluate); None reads it from their manifest."""
         self.config, self.dist = config, dist
         self.micro_batch_size = config.stream.batch_samples
         self.history: dict[int, VerificationResult] = {}
@@ -72,7 +73,10 @@ class FaceTripletTask:
         self.eval_allowance = 1.0 if config.eval_allow_incomplete else 0.0
         with reported_as_job_error(*SETUP_ERRORS):  # missing evaluation shards: now, not after training
             config.check_inputs()
-            self.canvas = canvas_of(load_manifest(Path(config.stream.shards)))
+            if geometry is None:
+                geometry = load_manifest(Path(config.stream.shards)).get("geometry") or {}
+        self.geometry = geometry
+        self.canvas = geometry.get("canvas")
 
     def build_model(self) -> nn.Module:
         c = self.config
@@ -147,7 +151,9 @@ class FaceTripletTask:
                                for b in c.benchmarks}}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"verification": {step: asdict(result) for step, result in self.history.items()}}
+        # the geometry too: a checkpoint used without its training shards still sees faces at their scale
+        return {"verification": {step: asdict(result) for step, result in self.history.items()},
+                "geometry": self.geometry}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.history = {step: VerificationResult(**result) for step, result in state.get("verification", {}).items()}

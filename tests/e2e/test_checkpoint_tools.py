@@ -9,6 +9,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -142,6 +143,23 @@ def test_onnx_export_matches_pytorch_at_other_batch_sizes(trained, tmp_path):
         assert np.abs(onnx_embeddings(path, images.numpy()) - expected).max() <= 1e-4
 
 
+def moved_checkpoint(trained: dict, to: Path) -> Path:
+    """The run's checkpoint copied to another machine, its training shards not there."""
+    moved = shutil.copytree(trained["run"] / "checkpoints" / f"step{STEPS:08d}", to)
+    config = yaml.safe_load((moved / "config.yaml").read_text())
+    config["task"]["stream"]["shards"] = str(to.parent / "elsewhere")
+    (moved / "config.yaml").write_text(yaml.safe_dump(config))
+    return moved
+
+
+def test_a_checkpoint_is_used_without_its_training_shards(trained, tmp_path):
+    moved = moved_checkpoint(trained, tmp_path / "moved")
+    assert face_checkpoint(moved, "evaluate").canvas == 36  # recorded by the face task: tests/dist/jobs.py's faces
+    evaluate(str(moved), "--on", str(trained["bin_set"]), "--out", str(tmp_path / "out"))
+    metrics = json.loads((tmp_path / "out" / "results.json").read_text())["metrics"]
+    assert metrics["agedb_30_accuracy"] == trained["results"]["evaluations"][-1]["metrics"]["agedb_30_accuracy"]
+
+
 def test_bad_inputs_are_one_line_and_exit_2(trained, face_shards, tmp_path, capsys):
     not_face = tmp_path / "medical" / "checkpoints" / "step00000001"
     not_face.mkdir(parents=True)
@@ -150,16 +168,16 @@ def test_bad_inputs_are_one_line_and_exit_2(trained, face_shards, tmp_path, caps
     (not_face / "mp_rank_00_model_states.pt").write_bytes(b"")
     (tmp_path / "empty").mkdir()
     run = str(trained["run"])
-    moved = shutil.copytree(trained["run"] / "checkpoints" / f"step{STEPS:08d}", tmp_path / "moved")
-    config = yaml.safe_load((moved / "config.yaml").read_text())
-    config["task"]["stream"]["shards"] = str(tmp_path / "elsewhere")
-    (moved / "config.yaml").write_text(yaml.safe_dump(config))
+    older = moved_checkpoint(trained, tmp_path / "older")
+    rank_state = torch.load(older / "rank00000.pt", weights_only=False)
+    del rank_state["train_state"]["task"]["geometry"]  # as checkpoints saved before 2026-12-03 are
+    torch.save(rank_state, older / "rank00000.pt")
     cases = {
         ("evaluate", str(tmp_path / "nowhere")): f"evaluate: {tmp_path / 'nowhere'} does not exist",
         ("evaluate", str(tmp_path / "empty")): "is neither a run directory with a complete checkpoint nor",
         ("embed", str(tmp_path / "medical"), str(tmp_path), "--out", str(tmp_path / "o")):
             "is a checkpoint of task 'medical_classification', not a face checkpoint",
-        ("evaluate", str(moved)): "the face geometry comes from the training shards' manifest",
+        ("evaluate", str(older)): "predates recording its face geometry, which then comes from the training shards'",
         ("evaluate", run, "--on", f"{face_shards}:test"): f"{face_shards}: no pairs (an insightface-bin or lfw-pairs",
         ("evaluate", run, "--on", str(tmp_path / "empty")): f"{tmp_path / 'empty' / 'manifest.json'}: missing",
         ("embed", run, str(tmp_path / "nothing"), "--out", str(tmp_path / "o")): "is not a folder",
