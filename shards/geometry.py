@@ -50,3 +50,16 @@ def canvas_of(manifest: dict[str, Any]) -> int | None:
 
 def template_of(manifest: dict[str, Any]) -> str | None:
     return (manifest.get("geometry") or {}).get("template")
+
+
+def describe_geometry(geometry: dict[str, Any]) -> str:
+    """One line of ``shards stats``."""
+    sides = geometry.get("sides")
+    if geometry.get("canvas"):
+        stored = f"canvas {geometry['canvas']} px (every image {geometry['canvas']}x{geometry['canvas']})"
+    elif sides:
+        stored = (f"no common canvas (shorter sides {sides['min_side']}..{sides['max_side']} px"
+                  + ("" if sides["square"] else ", not all square") + ")")
+    else:
+        stored = "sizes not recorded (shards kept from an older build)"
+    return f"geometry: {stored}; alignment template {geometry.get('template') or 'none'}"

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from shards.geometry import describe_geometry
 from shards.imaging import SampleError, decode, describe, tally_pixels
 from shards.items import IMAGE_FIELDS
 from shards.manifest import load_manifest
@@ -143,6 +144,8 @@ def stats(out: Path) -> str:
     lines.append(f"labels: {len(counts)}; samples per label min {min(counts)}, "
                  f"median {statistics.median(counts):g}, max {max(counts)}")
     lines += _reasons("skipped", manifest["skipped"]) + _reasons("flagged", manifest["flagged"])
+    if manifest.get("geometry"):  # manifests from before the face geometry was recorded have none
+        lines.append(describe_geometry(manifest["geometry"]))
     if "alignment" in manifest:
         lines.append("alignment: " + ", ".join(f"{k} {v}" for k, v in manifest["alignment"].items()))
     if "pairs" in manifest:

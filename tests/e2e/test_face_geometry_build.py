@@ -19,6 +19,7 @@ from launcher.runtime.dist import DistInfo
 from shards.cli import main
 from shards.eval_reader import eval_loader
 from shards.stream_config import AugmentConfig, StreamConfig
+from shards.verify import stats
 from tests.fixtures.datasets import make_casia
 from tests.fixtures.insightface import make_bin
 
@@ -46,6 +47,7 @@ def test_builds_declare_their_canvas_and_template(folders):
                                             "template": None, "resize": 72}
     assert geometry(folders["asis"])["canvas"] == 48  # the fixture's faces, stored as they are
     assert geometry(folders["lfw"])["canvas"] == 32 and geometry(folders["lfw"])["template"] == "arcface112"
+    assert "geometry: canvas 72 px (every image 72x72); alignment template none" in stats(folders["train72"])
 
 
 def config(folders: dict[str, Path], train: str = "train72") -> FaceTripletConfig:

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from shards.augment import Augmenter
-from shards.geometry import canvas_of, manifest_geometry, tally_sides, template_of
+from shards.geometry import canvas_of, describe_geometry, manifest_geometry, tally_sides, template_of
 from shards.stream_config import AugmentConfig
 
 RADIUS_AT_72 = 18.0  # the face's radius on the 72 px training canvas
@@ -82,3 +82,12 @@ def test_the_manifest_declares_a_canvas_only_when_every_stored_image_shares_it()
     geometry = {"geometry": manifest_geometry([uniform], "arcface112", None)}
     assert (canvas_of(geometry), template_of(geometry)) == (112, "arcface112")
     assert (canvas_of({}), template_of({})) == (None, None)
+
+
+def test_shards_stats_says_the_geometry_in_one_line():
+    assert describe_geometry(manifest_geometry([tally_sides([(112, 112)])], "arcface112", None)) == (
+        "geometry: canvas 112 px (every image 112x112); alignment template arcface112")
+    assert describe_geometry(manifest_geometry([tally_sides([(80, 72), (250, 250)])], None, None)) == (
+        "geometry: no common canvas (shorter sides 72..250 px, not all square); alignment template none")
+    assert describe_geometry(manifest_geometry([None], None, None)) == (
+        "geometry: sizes not recorded (shards kept from an older build); alignment template none")
