@@ -400,3 +400,40 @@ def test_batch_all_is_the_same_in_any_chunking(monkeypatch, chunk):
     expected, expected_grad = loss_and_grad(lambda e: brute_force(e, labels, 0.2, "batch_all", True), emb)
     assert loss.item() == pytest.approx(expected.item(), rel=1e-12)
     torch.testing.assert_close(grad, expected_grad, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("mining", MODES)
+@pytest.mark.parametrize("labels", [[0, 0, 0, 0], [0, 1, 2, 3]], ids=["no negatives", "no positives"])
+def test_a_batch_without_triplets_gives_zero_loss_and_zero_statistics(mining, labels):
+    emb = torch.nn.functional.normalize(torch.randn(4, 8, generator=torch.Generator().manual_seed(0)), dim=1)
+    emb.requires_grad_(True)
+    total, count, stats = triplet_loss(emb, torch.tensor(labels), emb, torch.tensor(labels), torch.arange(4), 0.2,
+                                       mining, True)
+    total.backward()
+    assert (total.item(), int(count), stats.triplets) == (0.0, 0, 0)
+    assert not emb.grad.any()
+    assert all(float(getattr(stats, name)) == 0.0 for name in
+               ("active_fraction", "mean_positive_distance", "mean_negative_distance"))
+    # the nearest negative in the batch: none without negatives, else the closest pair of two identities
+    distances = torch.cdist(emb.detach().double(), emb.detach().double()) ** 2
+    nearest = 0.0 if labels[0] == labels[1] else distances[~torch.eye(4, dtype=torch.bool)].min().item()
+    assert float(stats.hardest_negative_distance) == pytest.approx(nearest, abs=1e-6)
+
+
+@pytest.mark.parametrize("mining", MODES)
+def test_one_anchor_with_one_positive_and_one_negative_is_one_triplet(mining):
+    emb = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]], dtype=torch.float64)  # d_ap 2, d_an 0.8
+    labels = torch.tensor([0, 0, 1])
+    total, count, stats = triplet_loss(emb[:1], labels[:1], emb, labels, torch.tensor([0]), 0.2, mining, True)
+    assert int(count) == 1 and stats.triplets == 1
+    assert total.item() == pytest.approx(2.0 - 0.8 + 0.2)
+    assert float(stats.active_fraction) == 1.0
+    assert float(stats.hardest_negative_distance) == pytest.approx(0.8)
+
+
+@pytest.mark.parametrize("mining", MODES)
+def test_no_anchors_at_all_is_no_triplet(mining):  # a rank whose share of a cross-rank batch is empty
+    emb, labels = clustered(1)
+    total, count, stats = triplet_loss(emb[:0], labels[:0], emb, labels, torch.zeros(0, dtype=torch.long), 0.2,
+                                       mining, True)
+    assert (total.item(), int(count), stats.triplets, float(stats.hardest_negative_distance)) == (0.0, 0, 0, 0.0)
