@@ -8,6 +8,7 @@ import functools
 import multiprocessing
 import os
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -56,7 +57,10 @@ def test_started_workers_ignore_stops_and_block_nothing(face_shards):
     next(reader)
     pids = [worker.pid for worker in reader._iterator._workers]
     try:
-        for pid in pids:
+        for pid in pids:  # a worker that has not produced a batch yet may still be starting (signals held)
+            deadline = time.monotonic() + 30
+            while signal_set(pid, "SigBlk") and time.monotonic() < deadline:
+                time.sleep(0.05)
             assert signal_set(pid, "SigBlk") == set()
             assert signal_set(pid, "SigIgn") == {signal.SIGINT, signal.SIGHUP, signal.SIGUSR1}
             assert signal_set(pid, "SigCgt") == {signal.SIGTERM}
