@@ -23,7 +23,6 @@ from facetrain.ijb import (
     template_features,
 )
 from shards.cli import main
-from shards.verify import read_samples
 from tests.fixtures.ijb import (
     ARCFACE_112,
     BAD_PAIR_LINES,
@@ -33,22 +32,11 @@ from tests.fixtures.ijb import (
     UNLISTED_TEMPLATE,
     make_ijb,
 )
+from tests.fixtures.shard_folders import build_and_verify, stored
 
 
 def build(src: Path, out: Path, prefix: str) -> dict:
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        assert main(["build", prefix, str(src), str(out)]) == 0
-        assert main(["verify", str(out)]) == 0
-    return json.loads((out / "manifest.json").read_text())
-
-
-def stored(out: Path, manifest: dict) -> dict[str, dict]:
-    found = {}
-    for shard in manifest["shards"]:
-        content, error = read_samples(out / shard["name"])
-        assert error is None
-        found.update({key: {**fields, "meta": json.loads(fields["json"])} for key, fields in content.items()})
-    return found
+    return build_and_verify(prefix, src, out)
 
 
 @pytest.fixture(scope="module")

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
-import json
 import os
 import pickle
 from pathlib import Path
@@ -17,28 +15,15 @@ from facetrain.face_task import lfw_pairs
 from shards.cli import main
 from shards.eval_reader import eval_loader
 from shards.stream_config import AugmentConfig
-from shards.verify import read_samples
 from tests.fixtures.insightface import PNG_IMAGE, make_bin
+from tests.fixtures.shard_folders import build_and_verify, stored
 
 TRUNCATED = b"\xff\xd8\xff\xe0 truncated jpeg"
 NOT_A_BIN = "not an insightface .bin (a pickle of (bins, issame_list))"
 
 
 def build(src: Path, out: Path, *options: str) -> dict:
-    with contextlib.redirect_stdout(io.StringIO()):
-        assert main(["build", "insightface-bin", str(src), str(out), *options]) == 0
-        assert main(["verify", str(out)]) == 0
-    return json.loads((out / "manifest.json").read_text())
-
-
-def stored(out: Path, manifest: dict) -> dict[str, dict]:
-    """key -> the sample's fields, json decoded."""
-    found = {}
-    for shard in manifest["shards"]:
-        content, error = read_samples(out / shard["name"])
-        assert error is None
-        found.update({key: {**fields, "meta": json.loads(fields["json"])} for key, fields in content.items()})
-    return found
+    return build_and_verify("insightface-bin", src, out, *options)
 
 
 @pytest.mark.parametrize("py2", [False, True], ids=["python3", "python2"])
