@@ -52,6 +52,12 @@ def recorded_batches(directory: Path, rank: int) -> list[dict]:
     return [json.loads(line) for line in (directory / f"rank{rank}.jsonl").read_text().splitlines()]
 
 
+def newest_batch(directory: Path, rank: int) -> int:
+    log = directory / f"rank{rank}.jsonl"
+    lines = log.read_text().splitlines() if log.exists() else []
+    return json.loads(lines[-1])["batch"] if lines and lines[-1].endswith("}") else 0
+
+
 def recording_job(tmp_path: Path, name: str, shards: Path, env: dict) -> tuple[list[str], dict, Path]:
     """The command `launch` builds for torchrun with one restart allowed, its worker module
     swapped for one that also knows the sample-recording test task."""
@@ -71,8 +77,12 @@ def test_sigkilled_worker_is_restarted_and_resumes_with_the_same_samples(face_sh
 
     command, env, interrupted = recording_job(tmp_path, "interrupted", face_shards, subprocess_env)
     job = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    wait_for(lambda: (checkpoint_dir(interrupted) / "step00000010" / "complete.json").exists(),
-             timeout=180, what="the step-10 checkpoint")
+    # Killed once the step-10 checkpoint is complete and rank 1 has started batch 12, so both ranks
+    # have trained past the checkpoint and must replay batches (killed before batch 11 is recorded,
+    # a rank would show no replay at all).
+    wait_for(lambda: (checkpoint_dir(interrupted) / "step00000010" / "complete.json").exists()
+             and newest_batch(tmp_path / "interrupted_samples", rank=1) >= 12,
+             timeout=180, what="the step-10 checkpoint and rank 1 at batch 12")
     rank1 = [p for p in psutil.Process(job.pid).children()  # the agent's workers, not their reader processes
              if "tests.dist.run_with_test_tasks" in " ".join(p.cmdline()) and p.environ().get("RANK") == "1"]
     assert len(rank1) == 1
