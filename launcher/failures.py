@@ -54,7 +54,11 @@ def failure_summary(run_dir: RunDir, continue_command: str) -> str:
                  "the agent's report above gives each rank's exit code")
     else:
         cause = f"launch: the job failed; rank {first['rank']} first: {first['message']}"
+    return f"{cause}\n{how_to_continue(run_dir, continue_command)}"
+
+
+def how_to_continue(run_dir: RunDir, continue_command: str) -> str:
     tags = run_dir.complete_tags()
     if tags:
-        return f"{cause}\nlaunch: newest complete checkpoint {tags[-1]}; continue with: {continue_command} --resume"
-    return f"{cause}\nlaunch: no complete checkpoint yet; start again with: {continue_command}"
+        return f"launch: newest complete checkpoint {tags[-1]}; continue with: {continue_command} --resume"
+    return f"launch: no complete checkpoint yet; start again with: {continue_command}"

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from launcher.config.loader import ConfigError
+from launcher.launch.agent import AGENT_MODULE
 from launcher.launch.cluster import RESTART_SAFE_ENV, STOP_SIGNALS, ClusterConfig, nodes_range, threads_per_process
 from launcher.launch.hostfile import active_slots, read_hostfile
 from launcher.run_dir import RunDir
@@ -74,14 +75,15 @@ def worker_env(cluster: ClusterConfig, nproc: int, environ: Mapping[str, str]) -
 
 def torchrun_plan(cluster: ClusterConfig, worker: WorkerArgs, nproc: int, rdzv_id: str, python: str,
                   environ: Mapping[str, str]) -> LaunchPlan:
-    command = [python, "-m", "torch.distributed.run"]
+    command = [python, "-m", AGENT_MODULE]
     wait_for = None
     if not cluster.multi_node and not cluster.rdzv_host:
         command.append("--standalone")
     elif cluster.node_rank is not None:  # static rendezvous: node 0 hosts the store at the master address
         host = _require_host(cluster)
         command += [f"--nnodes={cluster.nnodes}", f"--node-rank={cluster.node_rank}",
-                    f"--master-addr={host}", f"--master-port={cluster.rdzv_port}"]
+                    f"--master-addr={host}", f"--master-port={cluster.rdzv_port}",
+                    f"--rdzv-conf=timeout={cluster.rdzv_timeout_s}"]
         wait_for = (host, cluster.rdzv_port) if cluster.node_rank > 0 else None
     else:
         host = _require_host(cluster)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
+from launcher.launch.agent import AGENT_MODULE
 from launcher.launch.cluster import RESTART_SAFE_ENV, STOP_SIGNALS, ClusterConfig, nodes_range
 from launcher.launch.commands import WorkerArgs
 from launcher.run_dir import RunDir
@@ -37,7 +38,7 @@ def sbatch_script(cluster: ClusterConfig, worker: WorkerArgs, nproc: int, run_di
         *s.directives,
     ]
     resumed = WorkerArgs(worker.config, worker.overrides, resume=True, module=worker.module)
-    torchrun = [shlex.quote(python), "-m", "torch.distributed.run", f"--nnodes={cluster.nnodes}",
+    torchrun = [shlex.quote(python), "-m", AGENT_MODULE, f"--nnodes={cluster.nnodes}",
                 f"--nproc-per-node={nproc}", "--rdzv-backend=c10d",
                 f'--rdzv-endpoint="$head_node:{cluster.rdzv_port}"', f"--rdzv-id={rdzv_id}",
                 f"--rdzv-conf=join_timeout={cluster.rdzv_timeout_s}", f"--max-restarts={cluster.max_restarts}",
@@ -66,7 +67,7 @@ def sbatch_script(cluster: ClusterConfig, worker: WorkerArgs, nproc: int, run_di
 
 def _pairs(words: list[str]) -> list[str]:
     """Group the long command into readable lines: the program, then one option per line."""
-    program_end = words.index("torch.distributed.run") + 1
+    program_end = words.index(AGENT_MODULE) + 1
     out, rest = [" ".join(words[:program_end])], words[program_end:]
     worker_start = rest.index("-m")
     out += rest[:worker_start]

@@ -20,7 +20,8 @@ import time
 
 import psutil
 
-from launcher.failures import clear_failures, failure_summary
+from launcher.failures import clear_failures, failure_summary, how_to_continue
+from launcher.launch.agent import RENDEZVOUS_FAILED
 from launcher.run_dir import RunDir
 
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGHUP)
@@ -65,7 +66,9 @@ def run_supervised(command: list[str], env: dict[str, str], run_dir: RunDir, con
     if code != 0 and (saved := stop_checkpoint_since(run_dir, started)):
         print(f"launch: stopped by a signal after saving checkpoint {saved}; continue with --resume", flush=True)
         return 0
-    if code != 0:
+    if code == RENDEZVOUS_FAILED:  # the agent said why in one line (at the start, or re-forming after a failure)
+        print(how_to_continue(run_dir, continue_command), file=sys.stderr, flush=True)
+    elif code != 0:
         print(failure_summary(run_dir, continue_command), file=sys.stderr, flush=True)
     return code
 

@@ -11,8 +11,10 @@ import sys
 from pathlib import Path
 
 import psutil
+import pytest
 import torch
 
+from launcher.launch.agent import RENDEZVOUS_FAILED
 from launcher.launch.cluster import ClusterConfig
 from launcher.launch.commands import WorkerArgs, torchrun_plan
 from launcher.runtime.dist import free_port
@@ -37,6 +39,24 @@ def test_two_torchrun_agents_on_one_host_run_one_job(face_shards, tmp_path, subp
     assert "--rdzv-backend=c10d" in outputs[0][0]
     newest = checkpoint_dir(config) / "step00000020"
     assert {p.name for p in newest.glob("rank*.pt")} == {"rank00000.pt", "rank00001.pt"}
+
+
+@pytest.mark.parametrize("rendezvous", [[], ["--node-rank", "0"]], ids=["c10d", "static"])
+def test_a_node_alone_at_the_rendezvous_says_so_without_a_traceback(rendezvous, face_shards, tmp_path, subprocess_env):
+    config = write_job(tmp_path, "job", face_shards)
+    endpoint = f"127.0.0.1:{free_port()}"
+    proc = subprocess.run([sys.executable, "-m", "launcher", str(config), "--launcher", "torchrun", "--nnodes", "2",
+                           "--nproc", "1", "--rdzv-endpoint", endpoint, "--rdzv-timeout", "3", *rendezvous],
+                          env=subprocess_env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == RENDEZVOUS_FAILED, proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines() == [
+        f"launch: the rendezvous at {endpoint} timed out: not all 2 nodes joined in time; "
+        "start launch on every node with the same config, --nnodes 2 and "
+        f"{'--node-rank 0..1' if rendezvous else '--rdzv-endpoint ' + endpoint} "
+        "(cluster.rdzv_timeout_s sets how long to wait)",
+        "launch: no complete checkpoint yet; start again with: launch "
+        f"{config} --launcher torchrun --nnodes 2 --nproc 1 --rdzv-endpoint {endpoint} --rdzv-timeout 3"
+        + "".join(f" {word}" for word in rendezvous)]
 
 
 def test_the_deepspeed_launcher_runs_a_job_on_this_host(face_shards, tmp_path, subprocess_env):

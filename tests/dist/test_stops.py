@@ -14,6 +14,7 @@ import psutil
 import pytest
 import torch
 
+from launcher.launch.agent import AGENT_MODULE
 from tests.dist.jobs import (
     checkpoint_dir,
     final_parameters,
@@ -27,7 +28,7 @@ from tests.dist.jobs import (
 
 
 def agent(launch_pid: int) -> psutil.Process:
-    return next(p for p in psutil.Process(launch_pid).children() if "torch.distributed.run" in " ".join(p.cmdline()))
+    return next(p for p in psutil.Process(launch_pid).children() if AGENT_MODULE in p.cmdline())
 
 
 def workers(launch_pid: int) -> list[psutil.Process]:

@@ -26,7 +26,7 @@ def test_misspelt_key_fails_before_any_process_starts(tmp_path, subprocess_env):
     assert proc.stderr.startswith(
         f"error: {config}: train.eval_at_strat: unknown key (did you mean 'eval_at_start'?)"
     )
-    assert "torch.distributed.run" not in proc.stdout  # nothing was launched
+    assert "launcher.launch.agent" not in proc.stdout  # nothing was launched
     assert not (tmp_path / "job").exists()
 
 
@@ -41,7 +41,7 @@ def test_dry_run_prints_the_torchrun_command(tmp_path, subprocess_env):
     proc = launch(config, "--nproc", 2, "--set", "train.steps=7", "--dry-run", env=subprocess_env)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().endswith(
-        "-m torch.distributed.run --standalone --nproc-per-node=2 --max-restarts=0 "
+        "-m launcher.launch.agent --standalone --nproc-per-node=2 --max-restarts=0 "
         "--signals-to-handle=SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1 "
         f"-m launcher.runtime.train {config} --set train.steps=7"
     )

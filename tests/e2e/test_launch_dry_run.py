@@ -42,7 +42,7 @@ def fails(capsys, *args, printed_command: bool = False) -> str:
     code = cli.main(list(map(str, args)))
     out, err = capsys.readouterr()
     assert code == 2, out + err
-    assert ("torch.distributed.run" in out) == printed_command
+    assert ("launcher.launch.agent" in out) == printed_command
     return err
 
 
@@ -57,7 +57,7 @@ def test_multi_node_torchrun_with_c10d_rendezvous_and_elastic_range(job, capsys)
     # no FACETRAIN_RUN_LOCK: with a c10d rendezvous, rank 0 takes the run directory's lock
     rdzv_id = "job-" + hashlib.sha1(str(job.parent / "job").encode()).hexdigest()[:10]
     assert out == (
-        f"OMP_NUM_THREADS=4 {ELASTIC} {PY} -m torch.distributed.run --nnodes=2:4 --rdzv-backend=c10d "
+        f"OMP_NUM_THREADS=4 {ELASTIC} {PY} -m launcher.launch.agent --nnodes=2:4 --rdzv-backend=c10d "
         f"--rdzv-endpoint=node0.cluster:29400 --rdzv-id={rdzv_id} --rdzv-conf=join_timeout=120 "
         f"--nproc-per-node=2 --max-restarts=3 {STOP} -m launcher.runtime.train {job} --set train.steps=9\n")
 
@@ -67,8 +67,9 @@ def test_multi_node_torchrun_with_static_node_rank(job, capsys):
                   "--rdzv-endpoint", "10.0.0.1:29500", "--resume")
     assert out == (
         f"OMP_NUM_THREADS=1 FACETRAIN_RUN_LOCK=launch {ELASTIC} "  # node 0's launch holds the lock
-        f"{PY} -m torch.distributed.run --nnodes=2 --node-rank=1 --master-addr=10.0.0.1 --master-port=29500 "
-        f"--nproc-per-node=8 --max-restarts=0 {STOP} -m launcher.runtime.train {job} --resume\n")
+        f"{PY} -m launcher.launch.agent --nnodes=2 --node-rank=1 --master-addr=10.0.0.1 --master-port=29500 "
+        f"--rdzv-conf=timeout=120 --nproc-per-node=8 --max-restarts=0 {STOP} "
+        f"-m launcher.runtime.train {job} --resume\n")
 
 
 def test_deepspeed_launcher_with_hostfile_writes_deepspeed_env(job, capsys, monkeypatch, tmp_path):
@@ -121,7 +122,7 @@ export TORCH_ELASTIC_SHUTDOWN_TIMEOUT=120
 export TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1
 head_node=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
 srun --ntasks-per-node=1 --kill-on-bad-exit=1 \\
-  {PY} -m torch.distributed.run \\
+  {PY} -m launcher.launch.agent \\
   --nnodes=4 \\
   --nproc-per-node=8 \\
   --rdzv-backend=c10d \\
