@@ -157,6 +157,9 @@ class StreamLoader:
         if self._iterator is None:
             self._iterator = started_with_stops_held(self.loader)
         batch = next(self._iterator)
+        self.worker_stats[batch.pop("worker")] = batch.pop("stats")
+        if "undecodable" in batch:
+            raise MissingData(batch["undecodable"])
         if "slot" in batch:
             images = self.slots.copy_out(*batch.pop("slot"), pin_memory=self.pin_memory)
         else:
@@ -164,7 +167,6 @@ class StreamLoader:
         batch["image"] = channels_first(images)
         batch["label"], batch["index"] = torch.from_numpy(batch["label"]), torch.from_numpy(batch["index"])
         self.consumed += 1
-        self.worker_stats[batch.pop("worker")] = batch.pop("stats")
         self._seen_labels[batch["label"].numpy()] = True
         self._seen_samples[batch["index"].numpy()] = True
         if self.consumed % self.steps_per_epoch == 0:

@@ -224,7 +224,7 @@ class ShardStream(IterableDataset):
             out["slot"] = (worker_id, slot)
         else:
             images = out["image"] = torch.empty((len(records), size, size, 3), dtype=torch.uint8)
-        pixels, undecodable = images.numpy(), []
+        pixels, undecodable, first_error = images.numpy(), [], ""
         for position, record in enumerate(records):
             try:
                 augment(record.data, rng, pixels[position])
@@ -233,13 +233,18 @@ class ShardStream(IterableDataset):
                 log.warning("%s: sample %s undecodable (%s); its slot repeats another image",
                             self.index.root, record.key, exc)
                 undecodable.append(position)
+                first_error = first_error or f"{record.key}: {exc}"
+        stats = dict(vars(counters))
+        if self.config.mode == "pk":
+            stats.update(vars(self.batcher.stats))
+        if len(undecodable) == len(records):  # nothing to fill the slots from: the rank stops with this line
+            return {**out, "undecodable": f"{self.index.root} split {self.config.split!r}: every image of a batch of "
+                    f"{len(records)} is undecodable (first {first_error}); shards verify {self.index.root} checks "
+                    "every file", "worker": logical, "stats": stats}
         labels = [r.label for r in records]
         keys = [r.key for r in records]
         indices = [r.index for r in records]
         fill_undecodable(pixels, undecodable, labels, keys, indices)
-        stats = dict(vars(counters))
-        if self.config.mode == "pk":
-            stats.update(vars(self.batcher.stats))
         # numpy, not tensors: each tensor would cross to the main process as a shared-memory segment of its own
         return {**out, "label": np.array(labels), "index": np.array(indices), "key": keys, "worker": logical,
                 "stats": stats}
@@ -247,11 +252,9 @@ class ShardStream(IterableDataset):
 
 def fill_undecodable(images: np.ndarray, undecodable: list[int], labels: list[int], keys: list[str],
                      indices: list[int]) -> None:
-    """Give an undecodable sample's slot a decodable image, of the same identity when possible,
-    so every batch stays full and its P×K label structure stays intact."""
+    """Give an undecodable sample's slot a decodable image (the batch has one), of the same identity
+    when possible, so every batch stays full and its P×K label structure stays intact."""
     good = sorted(set(range(len(images))) - set(undecodable))
-    if not good:
-        raise ValueError(f"no decodable image in a batch of {len(images)} ({keys[:3]}...)")
     for slot in undecodable:
         same = [i for i in good if labels[i] == labels[slot]]
         donor = (same or good)[0]

@@ -6,6 +6,7 @@ import contextlib
 import io
 import itertools
 import json
+import re
 import shutil
 import tarfile
 from collections import Counter
@@ -191,6 +192,26 @@ def test_losing_more_samples_while_reading_than_allowed_stops_at_the_epoch_end(f
                        r"1\.0% allowed by max_missing_fraction\) to undecodable images or damaged shards"):
         for _ in range(loader.steps_per_epoch):
             next(loader)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_batch_without_one_decodable_image_stops_the_rank_with_one_line(face_shards, tmp_path, workers):
+    """Nothing to repair its slots from (a set in a format the reader cannot decode): the rank
+    stops in the consumer with the reason, not with a traceback from a DataLoader worker."""
+    undecodable = tmp_path / "undecodable"
+    shutil.copytree(face_shards, undecodable)
+    for shard in undecodable.glob("train-*.tar"):
+        data = shard.read_bytes()
+        for fields in read_samples(shard)[0].values():
+            data = data.replace(fields["jpg"], b"\0" * len(fields["jpg"]), 1)
+        shard.write_bytes(data)
+    loader = StreamLoader(config(undecodable, num_workers=workers, max_missing_fraction=1.0), 0, 1)
+    with pytest.raises(MissingData) as stopped:
+        next(loader)
+    assert re.fullmatch(
+        rf"{re.escape(str(undecodable))} split 'train': every image of a batch of 12 is undecodable \(first \S+: "
+        rf"cannot decode jpg: .+\); shards verify {re.escape(str(undecodable))} checks every file", str(stopped.value))
+    assert loader.stats()["corrupt"] >= 12
 
 
 def test_missing_shards_are_left_out_and_counted_within_the_allowance_and_refused_beyond(face_shards, tmp_path):
