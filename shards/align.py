@@ -43,6 +43,13 @@ def warp(image: Image.Image, matrix_23: np.ndarray, size: int) -> Image.Image:
                            resample=Image.Resampling.BILINEAR)
 
 
+def align_to_template(image: Image.Image, points_52: np.ndarray, template_52: np.ndarray, size: int) -> Image.Image:
+    """The face whose five landmarks are ``points`` warped onto ``template`` (size x size).  Landmarks
+    and templates count pixel centres from 0 (MTCNN, insightface, OpenCV's warpAffine); PIL counts
+    pixel edges, half a pixel away: without the shift a face drawn to scale s lands (1 - s)/2 px off."""
+    return warp(image, similarity_transform(points_52 + 0.5, template_52 + 0.5), size)
+
+
 class FaceAligner:
     """MTCNN (facenet-pytorch; its weights ship in the wheel) plus a template warp."""
 
@@ -61,4 +68,4 @@ class FaceAligner:
         points = self.landmarks(image)
         if points is None:
             return None
-        return warp(image, similarity_transform(points, self.points), self.size), points
+        return align_to_template(image, points, self.points, self.size), points

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from shards.align import TEMPLATES, similarity_transform, warp
+from shards.align import TEMPLATES, align_to_template
 from shards.items import ScanResult, Skip, SourceItem, make_key
 from shards.options import BuildOptions
 from shards.render import read_source, render_bytes
@@ -206,10 +206,7 @@ class PublishedLandmarks:
         self.template, self.size = TEMPLATES[TEMPLATE]
 
     def align(self, image: Any) -> tuple[Any, np.ndarray]:
-        # The landmarks and the template count pixel centres from 0 (OpenCV, as insightface warps);
-        # PIL counts pixel edges, half a pixel away.
-        matrix = similarity_transform(self.points + 0.5, self.template + 0.5)
-        return warp(image, matrix, self.size), self.points
+        return align_to_template(image, self.points, self.template, self.size), self.points
 
 
 def render_loose_crop(item: SourceItem, options: BuildOptions, aligner: Any) -> tuple[dict[str, bytes], dict]:

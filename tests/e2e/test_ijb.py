@@ -32,6 +32,7 @@ from tests.fixtures.ijb import (
     UNLISTED_TEMPLATE,
     make_ijb,
 )
+from tests.fixtures.landmark_blobs import centroids
 from tests.fixtures.shard_folders import build_and_verify, stored
 
 
@@ -44,17 +45,6 @@ def built(tmp_path_factory) -> tuple[Path, dict, dict]:
     root = tmp_path_factory.mktemp("ijb")
     fixture = make_ijb(root / "IJBC")
     return root / "out", build(root / "IJBC", root / "out", "ijbc"), fixture
-
-
-def centroids(aligned: np.ndarray, radius: int = 8) -> np.ndarray:
-    """Intensity-weighted centre of the blob near each template point (pixel centres at integers)."""
-    grey = aligned.astype(float).mean(2)
-    y, x = np.mgrid[: grey.shape[0], : grey.shape[1]]
-    found = []
-    for px, py in ARCFACE_112:
-        weight = grey * (((x - px) ** 2 + (y - py) ** 2) <= radius**2)
-        found.append([(weight * x).sum() / weight.sum(), (weight * y).sum() / weight.sum()])
-    return np.array(found)
 
 
 def test_build_aligns_by_landmarks_and_keeps_pairs_with_images(built):
@@ -71,7 +61,8 @@ def test_build_aligns_by_landmarks_and_keeps_pairs_with_images(built):
         if template == PROBE_TEMPLATE:  # the five blobs land on the template points
             aligned = np.asarray(Image.open(io.BytesIO(sample["jpg"])))
             assert aligned.shape == (112, 112, 3)
-            assert np.abs(centroids(aligned) - ARCFACE_112).max() < 0.06  # half a pixel of convention slip: 0.14
+            found = centroids(aligned, ARCFACE_112)
+            assert np.abs(found - ARCFACE_112).max() < 0.06  # half a pixel of convention slip: 0.14
             assert np.abs(np.array(sample["meta"]["landmarks"]) - landmarks).max() <= 0.005 + 1e-9  # kept to 0.01 px
 
     reasons = {(Path(s["path"]).name, s["reason"]) for s in manifest["skipped"]}
