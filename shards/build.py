@@ -26,18 +26,10 @@ from shards.geometry import manifest_geometry
 from shards.imaging import tally_pixels
 from shards.items import ScanResult, Skip, SourceItem, unique_keys
 from shards.manifest import FORMAT_VERSION, MANIFEST
-from shards.named_splits import assign_named
-from shards.options import BuildOptions, SplitMethod, parse_pairs, split_method
-from shards.plan import (
-    ShardPlan,
-    assign_folds,
-    assign_splits,
-    groups_in_several,
-    plan_shards,
-    single_image_groups,
-    stratified_on,
-)
+from shards.options import BuildOptions, parse_pairs, split_method
+from shards.plan import ShardPlan, plan_shards, single_image_groups
 from shards.split_pairs import planned_pairs, written_pairs
+from shards.splitting import split_items
 from shards.writer import RESULT_FIELDS, one_thread_per_worker, sha256_of, work_dir, write_shard
 
 
@@ -125,7 +117,10 @@ def build(options: BuildOptions, command: str) -> dict[str, Any]:
         raise BuildError(f"--duplicates drop: {options.format} repeats an image for every pair it is in, by design")
     scanned = scan(options)
     label_ids = label_table(scanned.items, fmt.label_order)
-    split_of, split_record = split_items(options, method, scanned.items, list(label_ids))
+    try:
+        split_of, split_record = split_items(options, method, scanned.items, list(label_ids))
+    except ValueError as exc:
+        raise BuildError(str(exc)) from None
     duplicates, dropped = check_duplicates(options, scanned.items, split_of)
     scanned.items = [i for i in scanned.items if i.key not in dropped]  # before planning: a resumed build plans alike
     scanned.skipped += dropped.values()
@@ -170,55 +165,6 @@ def build(options: BuildOptions, command: str) -> dict[str, Any]:
                                  template=fmt.template, split_record=split_record)
     write_json_atomic(options.out / MANIFEST, manifest)
     return manifest
-
-
-def group_kind(items: list[SourceItem]) -> str:
-    """What a group is in this data set, for messages and the manifest."""
-    if all("patient" in i.meta for i in items):
-        return "patient"
-    if all(i.label == i.group for i in items):
-        return "identity"
-    return "image" if len({i.group for i in items}) == len(items) else "group"
-
-
-def split_items(options: BuildOptions, method: SplitMethod, items: list[SourceItem],
-                label_order: list[str]) -> tuple[dict[str, str], dict[str, Any]]:
-    """key -> split, and the manifest's ``split_method``: how the split was made, and a check
-    that no group is in two splits (an error naming them, unless --allow-group-leak)."""
-    kind = group_kind(items)
-    try:
-        if method.name == "folds":
-            split_of = assign_folds(items, method.test_fold, method.val_fold)
-        elif method.name == "named":
-            split_of = assign_named({i.key: i.group for i in items}, method.named, kind)
-        else:
-            split_of = assign_splits(items, method.ratios, options.seed, label_order=label_order,
-                                     stratify=method.name == "stratified")
-    except ValueError as exc:
-        raise BuildError(str(exc)) from None
-    record: dict[str, Any] = {"method": method.name, "group": kind,
-                              "seed": options.seed if method.ratios else None}
-    if method.ratios:
-        record["ratios"] = method.ratios
-    if method.name == "stratified":
-        record["stratified_on"] = stratified_on(label_order)
-    if method.name == "named":
-        record.update(rest=method.named.rest, named={split: {"names": len(names), **method.named.lists.get(split, {})}
-                                                     for split, names in method.named.names.items()})
-    if method.name == "folds":
-        record.update(test_fold=method.test_fold, val_fold=method.val_fold,
-                      folds=sorted({i.meta["fold"] for i in items}))
-        # A group over several folds leaks in a cross-validation even where this build's folds keep it whole.
-        record["in_several_folds"] = groups_in_several(items, {i.key: i.meta["fold"] for i in items})
-    leaks = groups_in_several(items, split_of)
-    if leaks and not options.allow_group_leak:
-        named = ", ".join(f"{g} ({'+'.join(s)})" for g, s in list(leaks.items())[:10])
-        more = f" and {len(leaks) - 10} more" if len(leaks) > 10 else ""
-        cause = "the source's folds put them there" if method.name == "folds" else f"the {method.name} split"
-        raise BuildError(f"{len(leaks)} {kind}(s) in more than one split ({cause}): {named}{more}; "
-                         "--allow-group-leak builds anyway and names them in the manifest")
-    record.update(allow_group_leak=options.allow_group_leak, leaks=leaks)
-    return split_of, record
 
 
 HASH_CHUNK = 256
