@@ -20,7 +20,7 @@ import time
 
 import psutil
 
-from launcher.failures import clear_failures, failure_summary, how_to_continue
+from launcher.failures import clear_failures, failure_summary, first_failure, how_to_continue
 from launcher.launch.agent import RENDEZVOUS_FAILED
 from launcher.run_dir import RunDir
 
@@ -66,7 +66,7 @@ def run_supervised(command: list[str], env: dict[str, str], run_dir: RunDir, con
     if code != 0 and (saved := stop_checkpoint_since(run_dir, started)):
         print(f"launch: stopped by a signal after saving checkpoint {saved}; continue with --resume", flush=True)
         return 0
-    if code == RENDEZVOUS_FAILED:  # the agent said why in one line (at the start, or re-forming after a failure)
+    if code == RENDEZVOUS_FAILED and first_failure(run_dir) is None:  # the agent said why, and no rank failed
         print(how_to_continue(run_dir, continue_command), file=sys.stderr, flush=True)
     elif code != 0:
         print(failure_summary(run_dir, continue_command), file=sys.stderr, flush=True)

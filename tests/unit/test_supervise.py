@@ -8,6 +8,7 @@ import sys
 import time
 
 from launcher.failures import record_failure
+from launcher.launch.agent import RENDEZVOUS_FAILED
 from launcher.launch.supervise import run_supervised
 from launcher.run_dir import RunDir
 
@@ -63,4 +64,24 @@ def test_a_failure_is_summed_up_by_the_rank_that_failed_first_not_by_those_that_
     assert run_supervised([sys.executable, "-c", script], {}, run_dir, AGAIN) == 1
     assert capsys.readouterr().err.splitlines()[-2:] == [
         "launch: the job failed; rank 1 first: quota exceeded while reading",
+        "launch: no complete checkpoint yet; start again with: launch job.yaml --nproc 2"]
+
+
+def test_a_rendezvous_that_timed_out_adds_only_how_to_continue_unless_a_rank_failed_before(tmp_path, capsys):
+    """The agent printed the rendezvous line itself; a group that re-formed after a rank's failure
+    and then timed out is still summed up by that failure."""
+    run_dir = RunDir(tmp_path / "alone")
+    assert run_supervised(job_that_saves(run_dir, "step00000007", False, RENDEZVOUS_FAILED), {}, run_dir,
+                          AGAIN) == RENDEZVOUS_FAILED
+    assert capsys.readouterr().err.splitlines() == [
+        "launch: newest complete checkpoint step00000007; continue with: launch job.yaml --nproc 2 --resume"]
+
+    run_dir = RunDir(tmp_path / "after_a_failure")
+    script = ("import sys; sys.path[:0] = " + repr(sys.path) + "; "
+              "from launcher.failures import record_failure; from launcher.run_dir import RunDir; "
+              f"record_failure(RunDir({str(run_dir.root)!r}), 1, 'CUDA error: an illegal memory access', False); "
+              f"raise SystemExit({RENDEZVOUS_FAILED})")
+    assert run_supervised([sys.executable, "-c", script], {}, run_dir, AGAIN) == RENDEZVOUS_FAILED
+    assert capsys.readouterr().err.splitlines() == [
+        "launch: the job failed; rank 1 first: CUDA error: an illegal memory access",
         "launch: no complete checkpoint yet; start again with: launch job.yaml --nproc 2"]
