@@ -11,10 +11,13 @@ the ranks.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import multiprocessing
+import multiprocessing.util  # its exit handler registered before ours (see close_open_loaders)
 import os
 import signal
+import weakref
 from collections.abc import Iterator
 from dataclasses import fields
 from multiprocessing.synchronize import Event as EventType
@@ -61,6 +64,18 @@ def leave_stops_to_the_trainer(closing: EventType, worker_id: int) -> None:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
 
+_open_loaders: weakref.WeakSet[StreamLoader] = weakref.WeakSet()
+
+
+@atexit.register
+def close_open_loaders() -> None:
+    """At exit, multiprocessing SIGTERMs the daemonic worker processes and waits for them; a loader
+    not closed (an error path, a script) has workers that ignore that SIGTERM, so the process would
+    wait forever.  atexit runs handlers last-registered first: this one before multiprocessing's."""
+    for loader in list(_open_loaders):
+        loader.closing.set()
+
+
 def started_with_stops_held(loader: DataLoader) -> Iterator:
     """``iter(loader)``, its worker processes forked with the stop signals blocked: from the fork
     until ``leave_stops_to_the_trainer`` runs, a worker has torch's SIGTERM handler, which would
@@ -102,6 +117,7 @@ class StreamLoader:
         dataset = ShardStream(config, self.index, rank, world_size, starts, rotation=self.consumed % self.workers,
                               slots=self.slots)
         self.closing = multiprocessing.Event()
+        _open_loaders.add(self)
         self.loader = DataLoader(
             dataset, batch_size=None, num_workers=config.num_workers, collate_fn=as_produced,
             prefetch_factor=PREFETCH if config.num_workers else None,

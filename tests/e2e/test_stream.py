@@ -8,6 +8,8 @@ import itertools
 import json
 import re
 import shutil
+import subprocess
+import sys
 import tarfile
 from collections import Counter
 from pathlib import Path
@@ -212,6 +214,21 @@ def test_a_batch_without_one_decodable_image_stops_the_rank_with_one_line(face_s
         rf"{re.escape(str(undecodable))} split 'train': every image of a batch of 12 is undecodable \(first \S+: "
         rf"cannot decode jpg: .+\); shards verify {re.escape(str(undecodable))} checks every file", str(stopped.value))
     assert loader.stats()["corrupt"] >= 12
+    loader.close()
+
+
+def test_a_process_that_exits_without_closing_its_loader_ends(face_shards, subprocess_env):
+    """Python's exit SIGTERMs the reader's worker processes and waits for them; they heed SIGTERM
+    only once their loader is closing, so a loader left open (an error path, a script) must be
+    closed at exit, or the process waits forever."""
+    script = ("import sys; sys.path[:0] = " + repr(sys.path) + "; "
+              "from shards.loader import StreamLoader; from shards.stream_config import StreamConfig, AugmentConfig; "
+              f"loader = StreamLoader(StreamConfig(shards={str(face_shards)!r}, identities_per_batch=4, "
+              "images_per_identity=3, buffer_samples=48, num_workers=2, augment=AugmentConfig(size=32)), 0, 1); "
+              "next(loader); _kept_alive = [loader]; print('read', flush=True)")
+    proc = subprocess.run([sys.executable, "-c", script], env=subprocess_env, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0 and proc.stdout == "read\n", proc.stderr[-2000:]
 
 
 def test_missing_shards_are_left_out_and_counted_within_the_allowance_and_refused_beyond(face_shards, tmp_path):
