@@ -24,6 +24,7 @@ from launcher.config.schema import load_job_config
 from launcher.errors import JobError
 from launcher.run_dir import RunDir, source_checkpoint
 from launcher.runtime.init_from import MODEL_STATES, fp32_weights
+from shards.geometry import geometry_of
 from shards.manifest import ManifestError, load_manifest
 
 NETWORK = "network."
@@ -87,7 +88,7 @@ def training_geometry(checkpoint: Path, config: FaceTripletConfig, command: str)
     if "geometry" in task_state:
         return task_state["geometry"]
     try:
-        return load_manifest(Path(config.stream.shards)).get("geometry") or {}
+        return geometry_of(load_manifest(Path(config.stream.shards)))
     except ManifestError as exc:
         raise JobError(f"{command}: {checkpoint} predates recording its face geometry, which then comes from the "
                        f"training shards' manifest, and {exc} (task.stream.shards of its config.yaml; the "

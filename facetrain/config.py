@@ -10,7 +10,7 @@ from typing import Any, Literal
 from facetrain.model_config import FaceModelConfig
 from launcher.config.schema import TaskConfig
 from shards.availability import split_availability
-from shards.geometry import template_of
+from shards.geometry import geometry_of
 from shards.manifest import load_manifest
 from shards.stream_config import StreamConfig
 
@@ -85,9 +85,11 @@ class FaceTripletConfig(TaskConfig):
         if "pairs" not in availability.manifest and "ijb" not in availability.manifest:
             raise ValueError(f"task.benchmarks: {benchmark} has no pairs (build it with shards build "
                              "insightface-bin FILE.bin, lfw-pairs, ijbb or ijbc)")
-        trained_on = template_of({"geometry": training_geometry} if training_geometry is not None
-                                 else load_manifest(Path(self.stream.shards)))
-        scored_on = template_of(availability.manifest)  # a mismatch costs ~6 LFW points (insightface #1107)
+        if training_geometry is None:
+            training_geometry = geometry_of(load_manifest(Path(self.stream.shards)))
+        trained_on = training_geometry.get("template")
+        # a template mismatch costs ~6 LFW points (insightface #1107)
+        scored_on = geometry_of(availability.manifest).get("template")
         if trained_on and scored_on and trained_on != scored_on:
             raise ValueError(f"task.benchmarks: {benchmark} holds faces aligned on the {scored_on} template, "
                              f"the training shards {self.stream.shards} on {trained_on}; align both on one")

@@ -34,6 +34,7 @@ from launcher.errors import reported_as_job_error
 from launcher.runtime.dist import DistInfo
 from shards.augment import normalize_batch
 from shards.eval_reader import eval_loader, samples_not_read
+from shards.geometry import geometry_of
 from shards.loader import StreamLoader
 from shards.manifest import ManifestError, load_manifest
 from shards.pairs import all_pairs, fold_pairs
@@ -74,7 +75,7 @@ class FaceTripletTask:
         with reported_as_job_error(*SETUP_ERRORS):  # missing evaluation shards: now, not after training
             config.check_inputs()
             if geometry is None:
-                geometry = load_manifest(Path(config.stream.shards)).get("geometry") or {}
+                geometry = geometry_of(load_manifest(Path(config.stream.shards)))
         self.geometry = geometry
         self.canvas = geometry.get("canvas")
 

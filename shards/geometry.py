@@ -43,13 +43,10 @@ def manifest_geometry(shard_sides: list[dict[str, Any] | None], template: str | 
             "resize": resize}
 
 
-def canvas_of(manifest: dict[str, Any]) -> int | None:
-    """The training canvas a manifest declares (None: not uniform, or an older build)."""
-    return (manifest.get("geometry") or {}).get("canvas")
-
-
-def template_of(manifest: dict[str, Any]) -> str | None:
-    return (manifest.get("geometry") or {}).get("template")
+def geometry_of(manifest: dict[str, Any]) -> dict[str, Any]:
+    """A manifest's face geometry: ``canvas`` (None: not uniform), ``template`` (None: not aligned),
+    ...; {} for a build from before it was recorded."""
+    return manifest.get("geometry") or {}
 
 
 def describe_geometry(geometry: dict[str, Any]) -> str:

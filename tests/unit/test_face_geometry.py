@@ -10,7 +10,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from shards.augment import Augmenter
-from shards.geometry import canvas_of, describe_geometry, manifest_geometry, tally_sides, template_of
+from shards.geometry import describe_geometry, geometry_of, manifest_geometry, tally_sides
 from shards.stream_config import AugmentConfig
 
 RADIUS_AT_72 = 18.0  # the face's radius on the 72 px training canvas
@@ -80,8 +80,8 @@ def test_the_manifest_declares_a_canvas_only_when_every_stored_image_shares_it()
     assert manifest_geometry([uniform, tally_sides([(112, 120)])], None, None)["canvas"] is None
     assert manifest_geometry([uniform, None], None, 112)["canvas"] is None  # a shard reused from an older build
     geometry = {"geometry": manifest_geometry([uniform], "arcface112", None)}
-    assert (canvas_of(geometry), template_of(geometry)) == (112, "arcface112")
-    assert (canvas_of({}), template_of({})) == (None, None)
+    assert geometry_of(geometry)["canvas"] == 112 and geometry_of(geometry)["template"] == "arcface112"
+    assert geometry_of({}) == {} and geometry_of({"geometry": None}) == {}
 
 
 def test_shards_stats_says_the_geometry_in_one_line():
