@@ -39,6 +39,7 @@ PREFETCH = 2
 
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)
+"""The training process's stop signals (launcher/stops.py, which shards does not import)."""
 
 
 def leave_stops_to_the_trainer(closing: EventType, worker_id: int) -> None:
@@ -51,7 +52,7 @@ def leave_stops_to_the_trainer(closing: EventType, worker_id: int) -> None:
     ends workers that do not join in time with SIGTERM) or the training process is gone.  The
     workers start with the stop signals blocked (``started_with_stops_held``), so one sent while
     torch's handler was still in place waits until now, and meets these."""
-    for signum in (signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
+    for signum in set(STOP_SIGNALS) - {signal.SIGTERM}:
         signal.signal(signum, signal.SIG_IGN)
     parent = os.getppid()
 

@@ -23,10 +23,7 @@ import psutil
 from launcher.failures import clear_failures, failure_summary, first_failure, how_to_continue
 from launcher.launch.agent import RENDEZVOUS_FAILED
 from launcher.run_dir import RunDir
-
-FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGHUP)
-ABORT_WINDOW_S = 3.0
-"""A second Ctrl-C within this many seconds aborts at once, without a checkpoint."""
+from launcher.stops import ABORT_WINDOW_S, SIGNALS
 
 
 def _die_with_launch() -> None:
@@ -57,7 +54,7 @@ def run_supervised(command: list[str], env: dict[str, str], run_dir: RunDir, con
                   "aborts without one)", file=sys.stderr, flush=True)
         child.send_signal(signum)
 
-    previous = {sig: signal.signal(sig, forward) for sig in FORWARDED}
+    previous = {sig: signal.signal(sig, forward) for sig in SIGNALS}
     try:
         code = child.wait()
     finally:

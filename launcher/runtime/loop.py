@@ -31,6 +31,7 @@ from launcher.runtime.results import format_table, write_results
 from launcher.runtime.selection import BestTracker, EarlyStopper
 from launcher.runtime.task import BatchStream, Task
 from launcher.runtime.train_state import TrainState
+from launcher.stops import ABORT_WINDOW_S, SIGNALS
 
 if TYPE_CHECKING:
     from deepspeed import DeepSpeedEngine
@@ -61,28 +62,25 @@ class RunContext:
 
 
 class StopSignal:
-    """SIGTERM (schedulers, ``docker stop``), SIGINT (Ctrl-C), SIGUSR1 (SLURM's pre-emption warning)
-    or SIGHUP (the terminal went away), whoever received it first (``launch``, torchrun's agent and
+    """A stop signal (launcher/stops.py), whoever received it first (``launch``, torchrun's agent and
     ``launch`` pass them on), asks for a checkpoint at the next step and a clean exit.  A second
     SIGINT within ABORT_WINDOW_S seconds aborts at once, without a checkpoint.  The parent going
     away (torchrun's agent killed) asks for a stop too: the job checkpoints instead of training on
     as orphans."""
 
-    SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGHUP)
-    ABORT_WINDOW_S = 3.0
     PARENT_POLL_S = 1.0
 
     def __init__(self) -> None:
         self.requested = False
         self._interrupted_at = -math.inf
-        for sig in self.SIGNALS:
+        for sig in SIGNALS:
             signal.signal(sig, self._handle)
         parent = os.getppid()
         threading.Thread(target=self._watch_parent, args=(parent,), name="parent-watch", daemon=True).start()
 
     def _handle(self, signum: int, frame: Any) -> None:
         if signum == signal.SIGINT:
-            if time.monotonic() - self._interrupted_at < self.ABORT_WINDOW_S:
+            if time.monotonic() - self._interrupted_at < ABORT_WINDOW_S:
                 raise KeyboardInterrupt
             self._interrupted_at = time.monotonic()
         self.requested = True

@@ -49,7 +49,7 @@ def test_task_table_entries_resolve_to_task_classes():
 LAUNCHER_ROOMS = {
     "launcher.config": {"launcher.config", "launcher.errors", "launcher.tasks"},
     "launcher.launch": {"launcher.config", "launcher.errors", "launcher.run_dir", "launcher.run_lock",
-                        "launcher.failures", "launcher.launch"},
+                        "launcher.failures", "launcher.stops", "launcher.launch"},
     "launcher.monitoring": {"launcher.config", "launcher.errors", "launcher.run_dir", "launcher.monitoring",
                             "launcher.runtime.dist", "launcher.runtime.task"},
 }
